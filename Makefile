@@ -1,0 +1,27 @@
+# Quick start:  make demo   (set up .venv, build the demo data, train VideoCLIP on it)
+#               make test   (set up .venv with test extras, run the test suite)
+PY := .venv/bin/python
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup setup-test demo demo-data test clean-demo
+
+setup:
+	bash scripts/setup_env.sh
+
+setup-test:
+	bash scripts/setup_env.sh test
+
+data/demo/world.json: | setup
+	$(PY) scripts/make_demo_data.py --out data/demo
+
+demo-data: data/demo/world.json
+
+demo: setup demo-data
+	$(PY) locallaunch.py configs/demo/how2.yaml --jobtype local_single
+
+test: setup-test
+	$(PY) -m pytest tests -q
+
+clean-demo:
+	rm -rf runs/demo

@@ -1,0 +1,26 @@
+"""tempclr: video-text representation learning with temporal alignment, as a fairseq user-dir plugin.
+
+``fairseq-train CONFIG --user-dir tempclr --task mmtask --arch mmarch --criterion mmloss`` imports this package
+after fairseq, which registers the fairseq task ``mmtask``, model ``mmmodel``, architecture ``mmarch`` and
+criterion ``mmloss``.  Imported on its own (kernels, metrics, processors) it does not pay for importing
+fairseq; call :func:`register_fairseq` to register the plugin in a process that drives fairseq itself.
+"""
+import argparse
+import sys
+
+import torch
+
+# fairseq's legacy tasks store argparse.Namespace in checkpoints; torch >= 2.6 loads with weights_only=True,
+# which rejects it, so resuming would fail without this.
+torch.serialization.add_safe_globals([argparse.Namespace])
+
+
+def register_fairseq() -> None:
+    """Register the fairseq task, model, architecture and criterion (idempotent)."""
+    from .losses import fairseqmmloss  # noqa: F401
+    from .models import fairseqmmmodel  # noqa: F401
+    from .tasks import fairseqmmtask  # noqa: F401
+
+
+if "fairseq" in sys.modules:  # imported as fairseq's --user-dir
+    register_fairseq()

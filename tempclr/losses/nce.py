@@ -1,0 +1,22 @@
+"""Contrastive video-text loss of VideoCLIP (REFERENCE §6.1)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .loss import Loss
+
+
+def video_text_logits(pooled_video: torch.Tensor, pooled_text: torch.Tensor) -> torch.Tensor:
+    """Raw dot products ``[N, N]``: row i = video i against every text.  No normalisation, no temperature."""
+    return pooled_video @ pooled_text.t()
+
+
+class MMContraLoss(Loss):
+    """``CE(V·Tᵀ, arange(N)) + CE(T·Vᵀ, arange(N))``: a sum over the two directions, each a mean over N.
+    Negatives are the other clips in the batch."""
+
+    def __call__(self, pooled_video: torch.Tensor, pooled_text: torch.Tensor, **kwargs) -> torch.Tensor:
+        logits = video_text_logits(pooled_video, pooled_text)
+        targets = torch.arange(logits.size(0), device=logits.device)
+        return F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)

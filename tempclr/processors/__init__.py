@@ -1,0 +1,6 @@
+"""Processors and aligners, looked up by class name from ``config.dataset``."""
+from .how2processor import (OverlappedAligner, ShardedHow2MetaProcessor, ShardedTextProcessor,
+                            ShardedVideoProcessor, VariedLenAligner)
+from .how2retriprocessor import (ShardedHow2VideoRetriMetaProcessor, ShardedVideoRetriTextProcessor,
+                                 ShardedVideoRetriVideoProcessor, VideoRetriAligner, VideoRetriOverlappedAligner)
+from .processor import Aligner, MetaProcessor, Processor, TextProcessor, VideoProcessor

@@ -1,0 +1,212 @@
+"""HowTo100M processors over sharded features and pretokenised captions (REFERENCE §3.2, §4.2).
+
+Sampling (which captions, which seconds) uses Python ``random``, as the original did; training seeds it
+per epoch in ``FairseqMMTask.get_batch_iterator`` and test-time items seed it per index.
+"""
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import random
+from typing import Any, Dict, List, Tuple
+
+import numpy as np
+
+from tempclr.utils.collate import stack_clip_dicts
+from tempclr.utils.load_config import cfg_get
+from tempclr.utils.shardedtensor import ShardedTensor
+
+from .processor import Aligner, MetaProcessor, Processor, require_file
+
+SHARD_HOW = "build the shards with scripts/shard_feature.py and scripts/pretokenization.py " \
+            "(or run scripts/make_demo_data.py for the demo)"
+MAX_TEXT_SPAN_SEC = 256  # a sampled caption span never grows past this many seconds
+
+
+def shard_split_name(split: str) -> str:
+    """The shard file prefix of a split: ``train`` for train, ``val`` for valid and test."""
+    return "train" if split == "train" else "val"
+
+
+class ShardedHow2MetaProcessor(MetaProcessor):
+    """Video ids of a split list (``.lst``) with their shard positions from ``<vfeat_dir>/<split>_meta.pkl``.
+    Item: ``(key, key)`` with ``key = (video_id, idx, shard_id, idx_in_shard)``."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        list_path = require_file(self._get_split_path(config), self._split_key(), "write the split list")
+        with open(list_path) as f:
+            video_ids = [line.strip() for line in f if line.strip()]
+        location = read_shard_meta(str(cfg_get(config, "vfeat_dir")), self.split)
+        missing = [v for v in video_ids if v not in location]
+        if missing:
+            raise KeyError(f"{len(missing)} video(s) of {list_path} are not in the shard meta "
+                           f"(first: {missing[0]}); re-run scripts/shard_feature.py with this list")
+        self.data = [(vid, i) + location[vid] for i, vid in enumerate(video_ids)]
+
+    def _split_key(self) -> str:
+        return {"train": "train_path", "valid": "val_path", "test": "test_path"}[self.split]
+
+    def __getitem__(self, idx: int) -> Tuple[Any, Any]:
+        return self.data[idx], self.data[idx]
+
+
+def read_shard_meta(vfeat_dir: str, split: str) -> Dict[str, Tuple[int, int]]:
+    """``video_id -> (shard_id, index_in_shard)`` from ``<vfeat_dir>/<train|val>_meta.pkl``."""
+    path = require_file(os.path.join(vfeat_dir, f"{shard_split_name(split)}_meta.pkl"), "vfeat_dir", SHARD_HOW)
+    with open(path, "rb") as f:
+        meta = pickle.load(f)
+    return {vid: (int(shard), i) for shard, vids in meta.items() for i, vid in enumerate(vids)}
+
+
+class _ShardCache:
+    """Opens each shard's memmaps once, on first use (per worker process)."""
+
+    def __init__(self, prefix_of_shard):
+        self.prefix_of_shard = prefix_of_shard
+        self.shards: Dict[int, ShardedTensor] = {}
+
+    def get(self, shard_id: int) -> ShardedTensor:
+        if shard_id not in self.shards:
+            self.shards[shard_id] = ShardedTensor.load(self.prefix_of_shard(shard_id), mmap_mode="r")
+        return self.shards[shard_id]
+
+
+class ShardedVideoProcessor(Processor):
+    """``(video_id, idx, shard_id, idx_in_shard)`` → the video's ``[T, 512]`` float16 memmap rows."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        vfeat_dir = str(cfg_get(config, "vfeat_dir"))
+        split = shard_split_name(cfg_get(config, "split"))
+        self.cache = _ShardCache(lambda k: os.path.join(vfeat_dir, f"{split}_{k}"))
+
+    def __call__(self, key: Tuple[str, int, int, int]) -> np.ndarray:
+        return self.cache.get(key[2])[key[3]]
+
+
+class ShardedTextProcessor(Processor):
+    """``(video_id, idx, shard_id, idx_in_shard)`` → ``{"start": [s], "end": [s], "cap": [[ids]]}`` read from
+    the ``<tfeat_dir><split>_<k>.startends`` and ``.caps_ids`` shards (padding ``-1`` removed)."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        tfeat_dir = str(cfg_get(config, "tfeat_dir"))
+        split = shard_split_name(cfg_get(config, "split"))
+        self.startends = _ShardCache(lambda k: f"{tfeat_dir}{split}_{k}.startends")
+        self.caps_ids = _ShardCache(lambda k: f"{tfeat_dir}{split}_{k}.caps_ids")
+
+    def __call__(self, key: Tuple[str, int, int, int]) -> Dict[str, List]:
+        startends = np.asarray(self.startends.get(key[2])[key[3]])
+        caps = np.asarray(self.caps_ids.get(key[2])[key[3]])
+        return {"start": startends[:, 0].tolist(), "end": startends[:, 1].tolist(),
+                "cap": [row[row != -1].tolist() for row in caps]}
+
+
+class TextClipSampler:
+    """Grow a caption span around a random centre caption until a random token budget
+    ``U{sampled_min_len..sampled_max_len}`` or a 256-s span is reached (REFERENCE §4.2 step 1-3)."""
+
+    def __init__(self, config: Any):
+        self.min_len = int(cfg_get(config, "sampled_min_len", 8))
+        self.max_len = int(cfg_get(config, "sampled_max_len", 64))
+
+    def __call__(self, text_feature: Dict[str, List]) -> Tuple[int, int]:
+        """Returns ``(first, end)``: caption indices ``first .. end-1``."""
+        caps, starts, ends = text_feature["cap"], text_feature["start"], text_feature["end"]
+        n = len(caps)
+        first = last = random.randint(0, n - 1)
+        budget = random.randint(self.min_len, self.max_len)
+        tokens = len(caps[first])
+        while (first > 0 or last < n - 1) and tokens < budget and ends[last] - starts[first] < MAX_TEXT_SPAN_SEC:
+            if random.random() > 0.5 and last < n - 1:
+                last += 1
+                tokens += len(caps[last])
+            elif first > 0:
+                first -= 1
+                tokens += len(caps[first])
+            else:
+                last += 1
+                tokens += len(caps[last])
+        return first, last + 1
+
+
+class VideoClipSampler:
+    """A random-length ``U{min..max}``-second window grown around a centre second (REFERENCE §4.2 step 5)."""
+
+    def __init__(self, config: Any):
+        self.min_len = int(cfg_get(config, "sampled_video_min_len", 3))
+        self.max_len = int(cfg_get(config, "sampled_video_max_len", 32))
+
+    def __call__(self, center: int, num_seconds: int) -> Tuple[int, int]:
+        length = random.randint(self.min_len, self.max_len)
+        start = end = center
+        while end - start < length and (start > 0 or end < num_seconds):
+            if start <= 0:
+                end += 1
+            elif end >= num_seconds:
+                start -= 1
+            elif random.random() > 0.5:
+                end += 1
+            else:
+                start -= 1
+        return start, end
+
+
+class _SampledClipsAligner(Aligner):
+    """Shared loop of the per-video aligners: sample ``clip_per_video`` clips, sort them in time, stack."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self.num_clips = int(cfg_get(config, "clip_per_video") or cfg_get(config, "subsampling", 1))
+        self.text_sampler = TextClipSampler(config)
+
+    def _video_window(self, text_feature: Dict[str, List], first: int, end: int,
+                      num_seconds: int) -> Tuple[int, int]:
+        raise TypeError(f"{type(self).__name__} must define _video_window")
+
+    def __call__(self, video_id: Any, video_feature: np.ndarray, text_feature: Dict[str, List]) -> Dict[str, Any]:
+        name = video_id[0] if isinstance(video_id, tuple) else video_id
+        if len(text_feature["cap"]) == 0:
+            raise ValueError(f"video {name} has no captions; drop it from the split list")
+        if len(video_feature) == 0:
+            raise ValueError(f"video {name} has no feature rows; drop it from the split list")
+        clips = [self._one_clip(video_feature, text_feature) for _ in range(self.num_clips)]
+        clips.sort(key=lambda c: (c["text_start"], c["video_start"], c["text_end"], c["video_end"]))
+        out = stack_clip_dicts(clips)
+        out["video_id"] = name
+        return out
+
+    def _one_clip(self, video_feature: np.ndarray, text_feature: Dict[str, List]) -> Dict[str, Any]:
+        first, end = self.text_sampler(text_feature)
+        video_start, video_end = self._video_window(text_feature, first, end, len(video_feature))
+        caps, cmasks = self._build_text_seq(text_feature, range(first, end))
+        vfeats, vmasks = self._build_video_seq(video_feature, {"start": [video_start], "end": [video_end]})
+        return {"caps": caps, "cmasks": cmasks, "vfeats": vfeats, "vmasks": vmasks,
+                "video_start": video_start, "video_end": video_end, "text_start": first, "text_end": end}
+
+
+class OverlappedAligner(_SampledClipsAligner):
+    """Clips whose video window is grown around a random second of the caption span: the window has a random
+    length and may overlap other clips' windows (REFERENCE §4.2 step 4-5)."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self.video_sampler = VideoClipSampler(config)
+
+    def _video_window(self, text_feature, first, end, num_seconds):
+        low = math.floor(text_feature["start"][first])
+        high = math.ceil(text_feature["end"][end - 1])
+        center = random.randint(low, high) if low < high else (low + high) // 2
+        center = min(max(center, 0), num_seconds - 1)
+        return self.video_sampler(center, num_seconds)
+
+
+class VariedLenAligner(_SampledClipsAligner):
+    """Clips whose video window is the caption span itself (used by the retrieval embedding pass)."""
+
+    def _video_window(self, text_feature, first, end, num_seconds):
+        video_end = min(math.ceil(text_feature["end"][end - 1]), num_seconds)
+        video_start = max(min(math.floor(text_feature["start"][first]), video_end), 0)
+        return video_start, video_end

@@ -1,0 +1,69 @@
+"""fairseq task ``mmtask``: adapts a tempclr :class:`Task` to fairseq-train (REFERENCE §2.4)."""
+from __future__ import annotations
+
+import random
+
+from fairseq.tasks import LegacyFairseqTask, register_task
+
+from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
+from tempclr.utils.load_config import cfg_get, load_config
+
+from .retritask import RetriTask
+from .task import Task
+
+
+@register_task("mmtask")
+class FairseqMMTask(LegacyFairseqTask):
+    @staticmethod
+    def add_args(parser):
+        parser.add_argument("taskconfig", metavar="FILE", help="tempclr YAML run config")
+
+    @classmethod
+    def setup_task(cls, args, **kwargs):
+        config = load_config(args)
+        mmtask = Task.config_task(config)
+        mmtask.build_dataset()
+        mmtask.build_model()
+        mmtask.build_loss()
+        return cls(args, mmtask)
+
+    def __init__(self, args, mmtask: Task):
+        super().__init__(args)
+        self.mmtask = mmtask
+        self.config = mmtask.config
+
+    def load_dataset(self, split, **kwargs):
+        data = {"train": self.mmtask.train_data, "valid": self.mmtask.val_data,
+                "test": self.mmtask.test_data}.get(split)
+        if data is None:
+            raise ValueError(f"split {split!r} has no data: set the matching dataset path "
+                             f"(train_path / val_path / test_path) in {cfg_get(self.args, 'taskconfig')}")
+        self.datasets[split] = FairseqMMDataset(data)
+
+    def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
+                           ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1, num_shards=1,
+                           shard_id=0, num_workers=0, epoch=1, data_buffer_size=0, disable_iterator_cache=False,
+                           skip_remainder_batch=False, grouped_shuffling=False, update_epoch_batch_itr=False):
+        """Seeds Python ``random`` with the epoch, rebuilds retrieval groups before training epochs
+        ≥ ``retri_epoch``, then batches with ``required_batch_size_multiple=1`` (fairseq's default of 8 would
+        silently drop items) and no iterator cache (groups change every epoch)."""
+        random.seed(epoch)
+        is_train = dataset.mmdataset is self.mmtask.train_data
+        if is_train and isinstance(self.mmtask, RetriTask) and epoch >= int(cfg_get(self.config, "retri_epoch", 1)):
+            self.mmtask.retrive_candidates(epoch)
+            disable_iterator_cache = True
+        return super().get_batch_iterator(
+            dataset, max_tokens=max_tokens, max_sentences=max_sentences, max_positions=max_positions,
+            ignore_invalid_inputs=ignore_invalid_inputs, required_batch_size_multiple=1, seed=seed,
+            num_shards=num_shards, shard_id=shard_id, num_workers=num_workers, epoch=epoch,
+            data_buffer_size=data_buffer_size, disable_iterator_cache=disable_iterator_cache,
+            skip_remainder_batch=skip_remainder_batch, grouped_shuffling=grouped_shuffling,
+            update_epoch_batch_itr=update_epoch_batch_itr)
+
+    @property
+    def source_dictionary(self):
+        return None
+
+    @property
+    def target_dictionary(self):
+        return None

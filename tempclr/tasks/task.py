@@ -1,0 +1,119 @@
+"""``Task``: builds datasets, model and loss from a run config and computes the training loss
+(REFERENCE §1 tasks/, §2.4)."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Optional
+
+import torch
+
+from tempclr.utils.load_config import cfg_get
+
+
+def lookup(module, name: str, key: str):
+    """The class called ``name`` in ``module``; a clear error listing what exists otherwise."""
+    cls = getattr(module, str(name), None)
+    if cls is None:
+        available = sorted(n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type))
+        raise ValueError(f"config key '{key}: {name}' names no class in {module.__name__}; "
+                         f"available: {', '.join(available)}")
+    return cls
+
+
+class Task:
+    """The generic task: ``loss = loss_fn(**sample, **model(**sample))``."""
+
+    def __init__(self, config):
+        self.config = config
+        self.train_data = None
+        self.val_data = None
+        self.test_data = None
+        self.model = None
+        self.loss_fn = None
+
+    @classmethod
+    def config_task(cls, config) -> "Task":
+        """The task class named by ``config.task`` (default: this generic Task)."""
+        name = cfg_get(config, "task")
+        if name is None:
+            return Task(config)
+        from tempclr import tasks
+        return lookup(tasks, name, "task")(config)
+
+    # ---- datasets ----
+    def build_dataset(self) -> None:
+        """Train/valid sets where ``train_path``/``val_path`` are set; the test set when ``split: test``."""
+        dataset_config = self.config.dataset
+        if cfg_get(dataset_config, "train_path") is not None and cfg_get(dataset_config, "split") != "test":
+            self.train_data = self.build_mmdataset("train")
+        if cfg_get(dataset_config, "val_path") is not None and cfg_get(dataset_config, "split") != "test":
+            self.val_data = self.build_mmdataset("valid")
+        if cfg_get(dataset_config, "split") == "test":
+            self.test_data = self.build_mmdataset("test")
+
+    def build_mmdataset(self, split: str, **overrides):
+        """An :class:`MMDataset` for ``split`` from the processors the config names (each built on its own copy
+        of ``config.dataset`` with ``split`` set, plus ``overrides``)."""
+        from tempclr import processors
+        from tempclr.datasets import MMDataset
+
+        dataset_config = copy.deepcopy(self.config.dataset)
+        dataset_config.split = split
+        for key, value in overrides.items():
+            dataset_config[key] = value
+        parts = []
+        for key in ("meta_processor", "video_processor", "text_processor", "aligner"):
+            name = cfg_get(dataset_config, key)
+            if name is None:
+                raise ValueError(f"config needs 'dataset.{key}'")
+            parts.append(lookup(processors, name, f"dataset.{key}")(dataset_config))
+        return MMDataset(*parts)
+
+    # ---- model and loss ----
+    def build_model(self, checkpoint: Optional[str] = None):
+        from tempclr import models
+
+        name = cfg_get(self.config, "model.model_cls")
+        if name is None:
+            raise ValueError("config needs 'model.model_cls' (e.g. MMFusionSeparate)")
+        self.model = lookup(models, name, "model.model_cls")(self.config)
+        if checkpoint is not None:
+            self.load_checkpoint(checkpoint)
+        return self.model
+
+    def load_checkpoint(self, checkpoint: str, strict: bool = True):
+        """Load a fairseq-format checkpoint (``model`` dict, ``mmmodel.`` prefix, fp16 cast back) onto CPU
+        into ``self.model``; strict: missing/unexpected keys are an error naming them."""
+        from tempclr.utils.checkpoint import load_checkpoint_state, load_model_weights
+
+        if self.model is None:
+            raise RuntimeError("build_model() before load_checkpoint()")
+        load_model_weights(self.model, load_checkpoint_state(checkpoint), strict=strict)
+        return self.model
+
+    def build_loss(self):
+        from tempclr import losses
+
+        name = cfg_get(self.config, "loss.loss_cls")
+        self.loss_fn = None if name is None else lookup(losses, name, "loss.loss_cls")(self.config)
+        return self.loss_fn
+
+    # ---- batches ----
+    def flat_subsample(self, tensor: torch.Tensor) -> torch.Tensor:
+        """Squeeze fairseq's leading batch dim of 1."""
+        return tensor.squeeze(0) if tensor.dim() > 0 and tensor.size(0) == 1 else tensor
+
+    def reshape_subsample(self, sample: Dict[str, Any]) -> Dict[str, Any]:
+        """With ``dataset.subsampling > 1`` each item holds several clips: ``[1, S, ...] -> [S, ...]``."""
+        subsampling = cfg_get(self.config, "dataset.subsampling")
+        if subsampling is None or subsampling <= 1:
+            return sample
+        return {k: self.flat_subsample(v) if torch.is_tensor(v) else v for k, v in sample.items()}
+
+    def __call__(self, model, sample: Dict[str, Any]) -> Dict[str, Any]:
+        if self.loss_fn is None:
+            raise ValueError("training needs 'loss.loss_cls' in the config")
+        sample = self.reshape_subsample(sample)
+        outputs = model(**sample)
+        loss = self.loss_fn(**{**sample, **outputs})
+        return {"loss": loss, **{k: v for k, v in outputs.items() if k.endswith("_loss")}}
