@@ -1,5 +1,6 @@
 """ShardedTensor: round trip, memory mapping, streamed writing and every corrupt-shard error."""
 import os
+import pickle
 
 import numpy as np
 import pytest
@@ -36,8 +37,11 @@ def test_load_memory_maps_data_once(tmp_path):
     loaded = ShardedTensor.load(prefix)
     assert isinstance(loaded.data, np.memmap)
     item = loaded[2]
-    assert isinstance(item, np.memmap), f"item is a {type(item)}, not a view of the memmap"
-    assert np.shares_memory(item, loaded.data)
+    assert np.shares_memory(item, loaded.data), "item is a copy, not a view into the memmap"
+    base = item
+    while base is not None and not isinstance(base, np.memmap):
+        base = base.base
+    assert base is loaded.data, "item does not reach the shard's memmap through .base"
     with pytest.raises(ValueError):
         item[0, 0] = 1.0  # read-only mapping
 
@@ -99,3 +103,18 @@ def test_missing_file_is_named(tmp_path, missing):
     os.unlink(prefix + missing)
     with pytest.raises(FileNotFoundError, match="val_0" + missing.replace(".", r"\.")):
         ShardedTensor.load(prefix)
+
+
+def test_pickle_reopens_memmap_instead_of_copying(tmp_path):
+    prefix = str(tmp_path / "train_0")
+    big = [np.ones((4000, 64), np.float16), np.zeros((10, 64), np.float16)]
+    ShardedTensor.from_list(big).save(prefix)
+    loaded = ShardedTensor.load(prefix)
+    payload = pickle.dumps(loaded)
+    assert len(payload) < 1000, f"pickled memmapped shard is {len(payload)} bytes: it copied the data"
+    restored = pickle.loads(payload)
+    assert isinstance(restored.data, np.memmap)
+    np.testing.assert_array_equal(restored[0], big[0])
+    in_memory = pickle.loads(pickle.dumps(ShardedTensor.from_list(big)))
+    assert in_memory.lengths().tolist() == [4000, 10]
+    np.testing.assert_array_equal(in_memory[1], big[1])

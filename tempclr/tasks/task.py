@@ -3,11 +3,54 @@
 from __future__ import annotations
 
 import copy
+import os
 from typing import Any, Dict, Optional
 
 import torch
 
 from tempclr.utils.load_config import cfg_get
+
+
+# dataset keys that name files or folders, and how each is produced
+DATA_PATH_HINTS = {
+    "train_path": "{split_file}",
+    "val_path": "{split_file}",
+    "test_path": "{split_file}",
+    "vfeat_dir": "extract features with scripts/extract_features.py (HowTo100M: then scripts/shard_feature.py)",
+    "tfeat_dir": "pretokenise captions with scripts/pretokenization.py (a path prefix inside vfeat_dir)",
+    "train_csv_path": "the CrossTask release (crosstask_release/videos.csv)",
+    "val_csv_path": "the CrossTask release (crosstask_release/videos_val.csv)",
+    "primary_path": "the CrossTask release (crosstask_release/tasks_primary.txt)",
+    "related_path": "the CrossTask release (crosstask_release/tasks_related.txt)",
+    "annotation_path": "the CrossTask release (crosstask_release/annotations/)",
+    "trainval_annotation": "the YouCook2 release (youcookii_annotations_trainval.json)",
+}
+
+
+SPLIT_FILE_HINTS = {
+    "How2": "a HowTo100M split list, one video id per line (how2_s3d_train.lst / how2_s3d_val.lst)",
+    "CrossTask": "the CrossTask release (crosstask_release/videos.csv, videos_val.csv)",
+    "Youcook": "youcook_val.pkl from the HowTo100M evaluation data (fairseq#5049)",
+}
+
+
+def check_dataset_paths(dataset_config, split: str) -> None:
+    """Fail early, naming the config key, the missing path and how to produce it (README 'Real data')."""
+    split_key = {"train": "train_path", "valid": "val_path", "test": "test_path"}[split]
+    for key, hint in DATA_PATH_HINTS.items():
+        if key.endswith("_path") and key in ("train_path", "val_path", "test_path") and key != split_key:
+            continue
+        path = cfg_get(dataset_config, key)
+        if path is None:
+            continue
+        target = os.path.dirname(str(path)) if key == "tfeat_dir" else str(path)
+        if target and not os.path.exists(target):
+            meta = str(cfg_get(dataset_config, "meta_processor", ""))
+            hint = hint.format(split_file=next((h for k, h in SPLIT_FILE_HINTS.items() if k in meta),
+                                               "the dataset's split file"))
+            raise FileNotFoundError(
+                f"dataset.{key}: {path} does not exist. Produce it: {hint}; see README 'Real data'. "
+                "For the embedded demo run `make demo-data` and use configs/demo/.")
 
 
 def lookup(module, name: str, key: str):
@@ -61,6 +104,7 @@ class Task:
         dataset_config.split = split
         for key, value in overrides.items():
             dataset_config[key] = value
+        check_dataset_paths(dataset_config, split)
         parts = []
         for key in ("meta_processor", "video_processor", "text_processor", "aligner"):
             name = cfg_get(dataset_config, key)

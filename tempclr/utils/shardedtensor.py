@@ -6,9 +6,11 @@ On disk a shard with prefix ``p`` is two ``.npy`` files:
 - ``p_starts.npy``: int64 offsets ``[N + 1]`` with ``starts[0] == 0``, non-decreasing, ``starts[-1] == len(data)``.
 
 Item ``i`` is ``data[starts[i]:starts[i + 1]]``.  ``load`` memory-maps the data file once per object (the original
-re-opened both memmaps on every item), so an item is a view of one ``np.memmap`` and reading it touches only its
-own rows.  Video shards hold per-second features ``[T, 512]`` float16; text shards hold ``[n_clips, 2]`` float32
-start/end times or ``[n_clips, 32]`` int32 token ids.
+re-opened both memmaps on every item), so an item is a view into one ``np.memmap`` and reading it touches only its
+own rows.  Items are sliced from a plain-ndarray view of the memmap: slicing the ``np.memmap`` subclass itself costs
+about 3 us more per item than the read (see BENCHMARKS.md, "ShardedTensor").  Video shards hold per-second
+features ``[T, 512]`` float16; text shards hold ``[n_clips, 2]`` float32 start/end times or ``[n_clips, 32]`` int32
+token ids.
 """
 from __future__ import annotations
 
@@ -117,8 +119,14 @@ class ShardedTensor:
     def __init__(self, data: np.ndarray, starts: np.ndarray) -> None:
         if data.ndim < 1:
             raise ValueError(f"ShardedTensor data must have at least 1 dimension, got shape {data.shape}")
-        self.data = data
-        self.starts = _check_starts(np.asarray(starts), len(data), "ShardedTensor(data, starts)")
+        self._set(data, _check_starts(np.asarray(starts), len(data), "ShardedTensor(data, starts)"))
+        self._source: Optional[tuple[str, str]] = None
+
+    def _set(self, data: np.ndarray, starts: np.ndarray) -> None:
+        self.data = data                               # the np.memmap itself when loaded with mmap_mode
+        self.starts = starts                           # int64 [N + 1]
+        self._rows = data.view(np.ndarray)             # same memory, without memmap's per-slice overhead
+        self._offsets = starts.tolist()                # Python ints: faster to index than numpy scalars
 
     @classmethod
     def from_list(cls, arrays: Sequence[np.ndarray]) -> "ShardedTensor":
@@ -157,19 +165,33 @@ class ShardedTensor:
                              f"{_FIX_HINT}")
         starts = np.load(starts_path, allow_pickle=False)
         tensor = cls.__new__(cls)
-        tensor.data = data
-        tensor.starts = _check_starts(starts, len(data), starts_path)
+        tensor._set(data, _check_starts(starts, len(data), starts_path))
+        tensor._source = (os.path.abspath(path_prefix), mmap_mode) if mmap_mode is not None else None
         return tensor
 
+    def __getstate__(self) -> dict:
+        """A memory-mapped shard pickles as its path (DataLoader workers re-open it instead of copying it)."""
+        if self._source is not None:
+            return {"source": self._source}
+        return {"data": self.data, "starts": self.starts}
+
+    def __setstate__(self, state: dict) -> None:
+        if "source" in state:
+            path_prefix, mmap_mode = state["source"]
+            self.__dict__.update(ShardedTensor.load(path_prefix, mmap_mode).__dict__)
+        else:
+            self._set(state["data"], state["starts"])
+            self._source = None
+
     def __getitem__(self, index: int) -> np.ndarray:
-        """Item ``index`` as a view ``[len_i, *row_shape]`` (of the memmap when loaded with ``mmap_mode``)."""
+        """Item ``index`` as a view ``[len_i, *row_shape]`` (into the memmap when loaded with ``mmap_mode``)."""
         i = operator.index(index)
-        n = len(self)
+        n = len(self._offsets) - 1
         if i < 0:
             i += n
         if not 0 <= i < n:
             raise IndexError(f"ShardedTensor index {index} out of range for {n} items")
-        return self.data[self.starts[i]:self.starts[i + 1]]
+        return self._rows[self._offsets[i]:self._offsets[i + 1]]
 
     def __len__(self) -> int:
         return len(self.starts) - 1

@@ -1,0 +1,114 @@
+"""Generate the demo data set (a synthetic HowTo100M-style world, its shards and a tiny BERT) deterministically.
+
+Everything is written into a temp folder next to ``--out`` that replaces ``--out`` only when complete, so a killed
+run never leaves a half-written data set.  The shards are made by the real pipeline: ``scripts/shard_feature.py``
+then ``scripts/pretokenization.py``.  Layout under ``--out`` (default ``data/demo``)::
+
+    bert/                          tiny BERT: vocab.txt, tokenizer files, config.json, model.safetensors
+    how2/how2_s3d_{train,val}.lst  one video id per line
+    how2/raw_caption.json          id -> {"start": [...], "end": [...], "text": [...]}
+    how2/demo_steps.json           id -> {"task": id, "steps": [[step_index, start_s, end_s], ...]} (ground truth)
+    feat/feat_how2_s3d/<id>.npy    per-video features [T, 512] float16
+    feat/feat_how2_s3d_shard/      {train,val}_<k>_{starts,data}.npy, {train,val}_meta.pkl,
+                                   raw_caption_dedup.demo.{train,val}_<k>.{startends,caps_ids}_{starts,data}.npy
+    world.json                     the world (tasks, steps, seed) and how this set was drawn from it
+
+Usage: ``python scripts/make_demo_data.py --out data/demo [--seed 0] [--n-train 384] [--n-val 64]``
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from pretokenization import pretokenize  # noqa: E402
+from shard_feature import shard_features  # noqa: E402
+
+from tempclr.datasets.demo_bert import write_tiny_bert  # noqa: E402
+from tempclr.datasets.demo_how2 import write_demo_how2  # noqa: E402
+from tempclr.datasets.demo_world import World  # noqa: E402
+
+__all__ = ["make_demo_data", "TEXT_PREFIX"]
+
+TEXT_PREFIX = "raw_caption_dedup.demo."
+
+
+def _build(folder: str, seed: int, n_train: int, n_val: int, shard_size: int) -> dict:
+    """Write the whole demo set into ``folder``; returns counts for the summary."""
+    world = World(seed)
+    bert = write_tiny_bert(os.path.join(folder, "bert"), world.text_corpus(), seed)
+    how2_dir = os.path.join(folder, "how2")
+    feat_dir = os.path.join(folder, "feat", "feat_how2_s3d")
+    shard_dir = os.path.join(folder, "feat", "feat_how2_s3d_shard")
+    ids = write_demo_how2(world, how2_dir, feat_dir, n_train, n_val)
+    metas = shard_features(feat_dir, os.path.join(how2_dir, "how2_s3d_train.lst"),
+                           os.path.join(how2_dir, "how2_s3d_val.lst"), shard_dir, shard_size)
+    n_captions = pretokenize(os.path.join(how2_dir, "raw_caption.json"), os.path.join(folder, "bert"), shard_dir,
+                             prefix=TEXT_PREFIX)
+    description = world.to_json()
+    description["how2"] = {"n_train": n_train, "n_val": n_val, "shard_size": shard_size, "text_prefix": TEXT_PREFIX}
+    with open(os.path.join(folder, "world.json"), "w", encoding="utf-8") as f:
+        json.dump(description, f, indent=1)
+    return {"videos": {split: len(v) for split, v in ids.items()},
+            "shards": {split: len(meta) for split, meta in metas.items()},
+            "captions": n_captions, "vocab_size": bert["vocab_size"]}
+
+
+def _check_replaceable(out: str) -> None:
+    if os.path.lexists(out) and not (os.path.isdir(out) and (not os.listdir(out)
+                                                             or os.path.isfile(os.path.join(out, "world.json")))):
+        raise FileExistsError(f"{out} exists and is not a demo data folder (no world.json); choose another --out "
+                              "or remove it yourself")
+
+
+def _folder_bytes(folder: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, name)) for root, _, names in os.walk(folder) for name in names)
+
+
+def make_demo_data(out: str = "data/demo", seed: int = 0, n_train: int = 384, n_val: int = 64,
+                   shard_size: int = 128) -> dict:
+    """Generate the demo set into ``out`` (replacing an earlier demo set there); returns a summary dict with
+    ``videos``, ``shards``, ``captions`` per split, ``vocab_size``, ``bytes`` and ``seconds``."""
+    start = time.perf_counter()
+    out = os.path.abspath(out)
+    _check_replaceable(out)
+    parent = os.path.dirname(out)
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
+    try:
+        summary = _build(tmp, seed, n_train, n_val, shard_size)
+        os.chmod(tmp, 0o755)
+        if os.path.lexists(out):
+            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
+            os.replace(out, os.path.join(old, "previous"))
+            os.replace(tmp, out)
+            shutil.rmtree(old)
+        else:
+            os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    summary["bytes"] = _folder_bytes(out)
+    summary["seconds"] = round(time.perf_counter() - start, 2)
+    return summary
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="data/demo", help="output folder (default data/demo)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=int, default=384, help="train videos (default 384)")
+    parser.add_argument("--n-val", type=int, default=64, help="val videos (default 64)")
+    parser.add_argument("--shard-size", type=int, default=128, help="videos per shard (default 128)")
+    args = parser.parse_args(argv)
+    summary = make_demo_data(args.out, args.seed, args.n_train, args.n_val, args.shard_size)
+    print(f"demo data in {args.out}: {json.dumps(summary)}")
+
+
+if __name__ == "__main__":
+    main()
