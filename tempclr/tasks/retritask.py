@@ -70,9 +70,11 @@ class RetriTask(Task):
         sampler = None
         if get_world_size() > 1:
             sampler = torch.utils.data.distributed.DistributedSampler(dataset, shuffle=False)
+        num_workers = int(cfg_get(self.config, "fairseq.dataset.num_workers", 0))
+        # forkserver: a forked worker would inherit fairseq's live epoch iterator and trip over it on exit
         loader = DataLoader(dataset, batch_size=int(cfg_get(self.config, "dataset.num_video_per_batch", 16)),
-                            sampler=sampler, shuffle=False, collate_fn=dataset.collater,
-                            num_workers=int(cfg_get(self.config, "fairseq.dataset.num_workers", 0)))
+                            sampler=sampler, shuffle=False, collate_fn=dataset.collater, num_workers=num_workers,
+                            multiprocessing_context="forkserver" if num_workers > 0 else None)
         set_seed(epoch)
         was_training = model.training
         model.eval()

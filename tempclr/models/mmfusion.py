@@ -1,0 +1,228 @@
+"""VideoCLIP / TempCLR fusion models (REFERENCE §5.1, §5.2).
+
+``MMFusion(config)`` builds the two encoders from ``config.dataset.bert_name`` (a hub name or a local folder
+written by ``BertModel.save_pretrained``):
+
+* ``video_encoder``: :class:`MMBertForEncoder` with ``max_video_len = config.dataset.max_video_len`` (32) and
+  ``num_hidden_layers = config.model.num_hidden_video_layers`` (6): BERT embeddings, the first layers and the
+  pooler come from the checkpoint, ``videomlp`` is random.
+* ``text_encoder``: a plain ``transformers.BertModel``.
+
+``MMFusion(config, bert_config=BertConfig(...))`` builds the same tree with random weights and no download
+(tests, or before loading a full fairseq checkpoint).  Config keys ``num_iso_layer`` and ``mm_encoder_cls`` only
+matter to the joint-encoder models of MMPT and are not read here.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Any, Optional
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
+
+from ..utils.load_config import cfg_get
+from .transformermodel import MMBertForEncoder
+
+__all__ = ["masked_mean", "MMFusion", "MMFusionSeparate", "MMFusionSeparateActionLocalization"]
+
+VIDEO_ENCODER_CLASSES = {"MMBertForEncoder": MMBertForEncoder}
+TEXT_ENCODER_CLASSES = {"BertModel": BertModel}
+# buffers that transformers rebuilds itself and never stores: absent from a checkpoint is fine
+_REBUILT_BUFFERS = ("position_ids", "token_type_ids")
+
+
+def masked_mean(hidden: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Mean of ``hidden [B, L, H]`` over the rows where ``weights [B, L]`` (bool or 0/1) is set -> ``[B, H]``.
+
+    A row with no set weight gives NaN (0/0), as in the original; the sequence builders always set the final
+    ``[SEP]``, so this does not happen for their outputs.
+    """
+    weights = weights.to(hidden.dtype)
+    summed = torch.einsum("blh,bl->bh", hidden, weights)
+    return summed / weights.sum(dim=1, keepdim=True)
+
+
+def _pick_class(table: dict, name: Optional[str], key: str) -> type:
+    if name not in table:
+        raise ValueError(f"config.{key} = {name!r} is not supported by MMFusion; use one of {sorted(table)}")
+    return table[name]
+
+
+def _check_loaded(info: dict, allowed_missing: tuple, what: str, source: str) -> None:
+    """Fail when ``from_pretrained`` left weights other than ``allowed_missing`` prefixes at random init."""
+    missing = sorted(
+        key for key in info.get("missing_keys", ())
+        if not key.startswith(allowed_missing) and not key.endswith(_REBUILT_BUFFERS))
+    mismatched = sorted(str(item) for item in info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        raise ValueError(
+            f"{what} from {source!r}: checkpoint lacks {missing} and has wrong shapes for {mismatched}; "
+            "is bert_name a BERT checkpoint with at least model.num_hidden_video_layers layers?")
+
+
+class MMFusion(nn.Module):
+    """Base of the fusion models: holds ``config`` and builds ``video_encoder`` / ``text_encoder``.
+
+    Args:
+        config: the whole run config (``dataset``, ``model`` sections).  Reads ``dataset.bert_name``,
+            ``dataset.train_path``, ``dataset.max_video_len`` (32), ``model.num_hidden_video_layers`` (6),
+            ``model.video_encoder_cls`` (``MMBertForEncoder``), ``model.text_encoder_cls`` (``BertModel``).
+        bert_config: build both encoders from this ``BertConfig`` with random weights instead of
+            ``from_pretrained(bert_name)``; nothing is read from disk or the hub.
+        tokenizer: tokenizer giving the special token ids to models that need them; default
+            ``AutoTokenizer.from_pretrained(bert_name)``, loaded only by such models.
+    """
+
+    def __init__(self, config: Any, bert_config: Optional[BertConfig] = None, tokenizer: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__()
+        self.config = config
+        self.bert_name = cfg_get(config, "dataset.bert_name")
+        if bert_config is None and self.bert_name is None:
+            raise ValueError("config.dataset.bert_name is required (a hub name such as 'bert-base-uncased' "
+                             "or a folder written by BertModel.save_pretrained)")
+        self._tokenizer = tokenizer
+        self.is_train = cfg_get(config, "dataset.train_path") is not None
+        self.max_video_len = int(cfg_get(config, "dataset.max_video_len", 32))
+        self.num_hidden_video_layers = int(cfg_get(config, "model.num_hidden_video_layers", 6))
+        video_cls = _pick_class(VIDEO_ENCODER_CLASSES, cfg_get(config, "model.video_encoder_cls", "MMBertForEncoder"),
+                                "model.video_encoder_cls")
+        text_cls = _pick_class(TEXT_ENCODER_CLASSES, cfg_get(config, "model.text_encoder_cls", "BertModel"),
+                               "model.text_encoder_cls")
+        base_config = copy.deepcopy(bert_config) if bert_config is not None else AutoConfig.from_pretrained(
+            self.bert_name)
+        self.hidden_size = base_config.hidden_size
+        video_config = self._video_config(base_config)
+        if bert_config is not None:
+            self.video_encoder = video_cls(video_config)
+            self.text_encoder = text_cls(copy.deepcopy(bert_config))
+        else:
+            self.video_encoder = self._load_video_encoder(video_cls, video_config)
+            self.text_encoder = self._load_text_encoder(text_cls)
+
+    def _video_config(self, base_config: BertConfig) -> BertConfig:
+        video_config = copy.deepcopy(base_config)
+        video_config.max_video_len = self.max_video_len
+        if self.num_hidden_video_layers > base_config.num_hidden_layers:
+            raise ValueError(
+                f"model.num_hidden_video_layers = {self.num_hidden_video_layers} but {self.bert_name!r} has only "
+                f"{base_config.num_hidden_layers} layers")
+        video_config.num_hidden_layers = self.num_hidden_video_layers
+        return video_config
+
+    def _load_video_encoder(self, video_cls: type, video_config: BertConfig) -> nn.Module:
+        encoder, info = video_cls.from_pretrained(self.bert_name, config=video_config, output_loading_info=True)
+        _check_loaded(info, ("videomlp.",), "video encoder", self.bert_name)
+        return encoder
+
+    def _load_text_encoder(self, text_cls: type) -> nn.Module:
+        encoder, info = text_cls.from_pretrained(self.bert_name, output_loading_info=True)
+        _check_loaded(info, (), "text encoder", self.bert_name)
+        return encoder
+
+    @property
+    def tokenizer(self) -> Any:
+        """The tokenizer of ``dataset.bert_name`` (or the one given to the constructor)."""
+        if self._tokenizer is None:
+            if self.bert_name is None:
+                raise ValueError("no tokenizer: pass tokenizer=... or set config.dataset.bert_name")
+            self._tokenizer = AutoTokenizer.from_pretrained(self.bert_name)
+        return self._tokenizer
+
+    def forward(self, caps: torch.Tensor, cmasks: torch.Tensor, vfeats: torch.Tensor, vmasks: torch.Tensor,
+                **kwargs: Any) -> dict:
+        raise TypeError(f"{type(self).__name__} is a base class; use MMFusionSeparate or a subclass of it")
+
+
+class MMFusionSeparate(MMFusion):
+    """VideoCLIP / TempCLR: separate video and text encoders, masked-mean pooling, dot-product similarity.
+
+    ``caps [B, T]`` is ``[CLS] [SEP] tokens [SEP] [PAD]...`` (T = 64) with ``cmasks [B, T]``; the first
+    ``[SEP]`` belongs to the video branch.  ``vfeats [B, Lv, 512]`` with ``vmasks [B, Lv]`` (Lv = 32).
+    """
+
+    def forward(self, caps: torch.Tensor, cmasks: torch.Tensor, vfeats: torch.Tensor, vmasks: torch.Tensor,
+                **kwargs: Any) -> dict:
+        """-> ``{"pooled_video": [B, H], "pooled_text": [B, H]}``."""
+        return {"pooled_video": self.forward_video(vfeats, vmasks, caps, cmasks),
+                "pooled_text": self.forward_text(caps, cmasks)}
+
+    def forward_video(self, vfeats: torch.Tensor, vmasks: torch.Tensor, caps: torch.Tensor, cmasks: torch.Tensor,
+                      output_hidden_states: bool = False) -> torch.Tensor:
+        """Video branch on ``[CLS] v_1..v_Lv [SEP]`` with ids ``caps[:, :2]`` and mask
+        ``[cmasks[:, 0], vmasks, cmasks[:, 1]]``.
+
+        Returns ``pooled_video [B, H]``, the mean of the last hidden states over valid video tokens and the
+        video ``[SEP]`` (``[CLS]`` excluded); with ``output_hidden_states`` (MMPT's name), the last hidden states
+        ``[B, Lv + 2, H]`` instead.
+        """
+        self._check_pair(caps, cmasks, "caps", "cmasks")
+        self._check_pair(vfeats[..., 0], vmasks, "vfeats", "vmasks")
+        attention_mask = torch.cat([cmasks[:, :1], vmasks, cmasks[:, 1:2]], dim=1)
+        token_type_ids = torch.zeros(attention_mask.shape, dtype=torch.long, device=caps.device)
+        hidden = self.video_encoder(caps[:, :2], vfeats, attention_mask, token_type_ids)[0]
+        if output_hidden_states:
+            return hidden
+        edge = torch.ones_like(vmasks[:, :1], dtype=torch.bool)
+        weights = torch.cat([~edge, vmasks.to(torch.bool), edge], dim=1)
+        return masked_mean(hidden, weights)
+
+    def forward_text(self, caps: torch.Tensor, cmasks: torch.Tensor, output_hidden_states: bool = False
+                     ) -> torch.Tensor:
+        """Text branch on ``[caps[:, 0]] ++ caps[:, 2:]`` (``[CLS] tokens [SEP] pad``, length T-1) with mask
+        ``[cmasks[:, 0]] ++ cmasks[:, 2:]``.
+
+        Returns ``pooled_text [B, H]``, the mean over text tokens and the final ``[SEP]`` (``[CLS]`` and padding
+        excluded); with ``output_hidden_states``, the last hidden states ``[B, T-1, H]``.
+        """
+        self._check_pair(caps, cmasks, "caps", "cmasks")
+        input_ids = torch.cat([caps[:, :1], caps[:, 2:]], dim=1)
+        attention_mask = torch.cat([cmasks[:, :1], cmasks[:, 2:]], dim=1).to(torch.long)
+        token_type_ids = torch.zeros_like(input_ids)
+        hidden = self.text_encoder(input_ids=input_ids, attention_mask=attention_mask,
+                                   token_type_ids=token_type_ids).last_hidden_state
+        if output_hidden_states:
+            return hidden
+        weights = torch.cat([torch.zeros_like(cmasks[:, :1], dtype=torch.bool), cmasks[:, 2:].to(torch.bool)], dim=1)
+        return masked_mean(hidden, weights)
+
+    @staticmethod
+    def _check_pair(values: torch.Tensor, mask: torch.Tensor, values_name: str, mask_name: str) -> None:
+        if values.dim() != 2 or mask.shape != values.shape:
+            raise ValueError(f"{values_name} {tuple(values.shape)} and {mask_name} {tuple(mask.shape)} must both be "
+                             f"[B, L] (features [B, L, D]) with the same B and L")
+
+
+class MMFusionSeparateActionLocalization(MMFusionSeparate):
+    """CrossTask step localisation (REFERENCE §5.2), one video per batch.
+
+    The video is cut into W windows ``vfeats [1, W, Lv, 512]`` / ``vmasks [1, W, Lv]``; the K step texts are
+    ``caps [1, K, T]`` / ``cmasks [1, K, T]``.  Each window is encoded with dummy caps
+    ``[CLS, SEP, PAD, SEP]`` and cmasks ``[0, 1, 0, 1]`` (so ``[CLS]`` is masked out), ids from the tokenizer.
+    """
+
+    def __init__(self, config: Any, bert_config: Optional[BertConfig] = None, tokenizer: Any = None,
+                 **kwargs: Any) -> None:
+        super().__init__(config, bert_config=bert_config, tokenizer=tokenizer, **kwargs)
+        ids = [self.tokenizer.cls_token_id, self.tokenizer.sep_token_id, self.tokenizer.pad_token_id]
+        if any(token_id is None for token_id in ids):
+            raise ValueError(f"tokenizer of {self.bert_name!r} lacks [CLS]/[SEP]/[PAD] (ids {ids})")
+        cls_id, sep_id, pad_id = ids
+        self.register_buffer("dummy_caps", torch.tensor([[cls_id, sep_id, pad_id, sep_id]]), persistent=False)
+        self.register_buffer("dummy_cmasks", torch.tensor([[False, True, False, True]]), persistent=False)
+
+    def forward(self, caps: torch.Tensor, cmasks: torch.Tensor, vfeats: torch.Tensor, vmasks: torch.Tensor,
+                **kwargs: Any) -> dict:
+        """-> ``{"logits": [S, K], "pooled_text": [K, H], "video_seq": [S, H]}`` where S = ``vmasks.sum()``:
+        ``video_seq`` holds the per-second hidden states window by window, ``logits = video_seq @ pooled_text.T``.
+        """
+        caps, cmasks, vfeats, vmasks = (t.squeeze(0) for t in (caps, cmasks, vfeats, vmasks))
+        windows = vfeats.size(0)
+        dummy_caps = self.dummy_caps.to(caps.device).expand(windows, -1)
+        dummy_cmasks = self.dummy_cmasks.to(caps.device).expand(windows, -1)
+        hidden = self.forward_video(vfeats, vmasks, dummy_caps, dummy_cmasks, output_hidden_states=True)
+        video_seq = hidden[:, 1:1 + vmasks.size(1)][vmasks.to(torch.bool)]
+        pooled_text = self.forward_text(caps, cmasks)
+        logits = video_seq @ pooled_text.transpose(0, 1)
+        return {"logits": logits, "pooled_text": pooled_text, "video_seq": video_seq}

@@ -1,0 +1,131 @@
+"""Read fairseq / tempclr checkpoints and load their weights strictly (REFERENCE §2.5 item 5, §5.3).
+
+The original loader used ``load_state_dict(strict=False)``, so a checkpoint of the wrong model loaded
+"successfully" with random weights.  :func:`load_model_weights` instead fails, by default, on any missing or
+unexpected key, naming them.  The only tolerated difference is ``*.embeddings.position_ids``: transformers 3.x
+stored it as a persistent buffer, transformers 5.x rebuilds it as a non-persistent ``arange`` buffer; a stored copy
+must equal ``arange`` (else it would have changed the results of the original) and is then dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+__all__ = ["LoadReport", "load_checkpoint_state", "load_model_weights"]
+
+MODEL_PREFIX = "mmmodel."
+POSITION_IDS_SUFFIX = "embeddings.position_ids"
+_MAX_LISTED = 30
+
+
+@dataclass
+class LoadReport:
+    """What :func:`load_model_weights` did, key names without the ``mmmodel.`` prefix."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    dropped_position_ids: list[str] = field(default_factory=list)
+    cast: list[str] = field(default_factory=list)  # stored in another dtype (fp16/bf16) than the model's
+
+
+def load_checkpoint_state(path: str, weights_only: bool = False) -> dict:
+    """Model state dict of a checkpoint file: ``ckpt["state_dict"]`` if present, else ``ckpt["model"]``.
+
+    Loads on the CPU.  fairseq checkpoints pickle ``argparse.Namespace`` and logging meters, so the default is a
+    full unpickle (``weights_only=False``): only load files you trust.  ``weights_only=True`` refuses anything but
+    tensors, containers and ``argparse.Namespace``.
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"checkpoint not found: {path}")
+    if weights_only:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as error:  # torch raises UnpicklingError or RuntimeError here
+                raise ValueError(f"{path}: not loadable with weights_only=True ({error}); if you trust the file, "
+                                 "load it with weights_only=False") from error
+    else:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    if not isinstance(checkpoint, Mapping):
+        raise ValueError(
+            f"{path}: expected a dict with a 'state_dict' or 'model' entry, got {type(checkpoint).__name__}")
+    for key in ("state_dict", "model"):
+        if key in checkpoint:
+            state = checkpoint[key]
+            if not isinstance(state, Mapping):
+                raise ValueError(f"{path}: checkpoint['{key}'] is a {type(state).__name__}, not a state dict")
+            return dict(state)
+    raise ValueError(f"{path}: no 'state_dict' or 'model' entry (top-level keys: {sorted(map(str, checkpoint))}); "
+                     "a bare state dict should be saved as {'model': state_dict}")
+
+
+def _strip_prefix(state: Mapping[str, Any], model_keys: set) -> dict:
+    """Drop a leading ``mmmodel.``; keep it when the model itself is the fairseq wrapper (keys ``mmmodel.*``)."""
+    wrapped = bool(model_keys) and all(key.startswith(MODEL_PREFIX) for key in model_keys)
+    cleaned = {}
+    for key, value in state.items():
+        bare = key[len(MODEL_PREFIX):] if key.startswith(MODEL_PREFIX) else key
+        cleaned[MODEL_PREFIX + bare if wrapped else bare] = value
+    return cleaned
+
+
+def _drop_position_ids(state: dict, model_keys: set, source: str) -> list[str]:
+    dropped = []
+    for key in sorted(k for k in state if k.endswith(POSITION_IDS_SUFFIX) and k not in model_keys):
+        value = state.pop(key)
+        expected = torch.arange(value.shape[-1]).expand(value.shape)
+        if not torch.equal(value.to(torch.long).cpu(), expected):
+            raise ValueError(f"{source}: '{key}' is not 0..{value.shape[-1] - 1}; this model rebuilds position ids "
+                             "as arange and cannot reproduce a checkpoint with other position ids")
+        dropped.append(key)
+    return dropped
+
+
+def _listed(keys: list[str]) -> str:
+    shown = ", ".join(keys[:_MAX_LISTED])
+    return shown + (f", ... ({len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
+
+
+def load_model_weights(model: nn.Module, state: Mapping[str, Any], strict: bool = True,
+                       source: str = "checkpoint") -> LoadReport:
+    """Load ``state`` (from :func:`load_checkpoint_state`) into ``model``.
+
+    Strips a leading ``mmmodel.``, drops stored ``*.embeddings.position_ids`` (after checking they are
+    ``arange``), checks shapes, and casts fp16/bf16 (or any other dtype) to the dtype of the model tensor each one
+    loads into.
+    With ``strict`` any missing or unexpected key raises ``ValueError`` naming the keys (``*.position_ids``
+    missing from the checkpoint is always fine); without it they are only reported.  ``source`` names the file in
+    error messages.
+    """
+    targets = model.state_dict()
+    model_keys = set(targets)
+    cleaned = _strip_prefix(state, model_keys)
+    not_tensors = sorted(k for k, v in cleaned.items() if not isinstance(v, torch.Tensor))
+    if not_tensors:
+        raise ValueError(f"{source}: entries that are not tensors: {_listed(not_tensors)}")
+    report = LoadReport(dropped_position_ids=_drop_position_ids(cleaned, model_keys, source))
+    report.unexpected = sorted(k for k in cleaned if k not in model_keys)
+    report.missing = sorted(k for k in model_keys if k not in cleaned and not k.endswith(POSITION_IDS_SUFFIX))
+    wrong_shape = [f"{k} {tuple(cleaned[k].shape)} vs model {tuple(targets[k].shape)}"
+                   for k in sorted(model_keys & set(cleaned)) if tuple(cleaned[k].shape) != tuple(targets[k].shape)]
+    if wrong_shape:
+        raise ValueError(f"{source}: {len(wrong_shape)} tensors have the wrong shape: {_listed(wrong_shape)}")
+    if strict and (report.missing or report.unexpected):
+        raise ValueError(
+            f"{source} does not match {type(model).__name__}: {len(report.missing)} missing keys "
+            f"[{_listed(report.missing)}]; {len(report.unexpected)} unexpected keys [{_listed(report.unexpected)}]. "
+            "Check that the checkpoint and config.model.model_cls / dataset.bert_name / "
+            "model.num_hidden_video_layers describe the same model")
+    to_load = {key: cleaned[key] for key in sorted(model_keys & set(cleaned))}
+    report.cast = [key for key, value in to_load.items() if value.dtype != targets[key].dtype]
+    # load_state_dict copies each tensor with Tensor.copy_, which casts to the model tensor's dtype one tensor
+    # at a time (no full-precision copy of the whole checkpoint is held)
+    model.load_state_dict(to_load, strict=False)
+    report.loaded = list(to_load)
+    return report
