@@ -1,0 +1,52 @@
+"""Real fairseq-train runs through the launcher on the small demo: training, checkpoints, tensorboard logs,
+and resuming from checkpoint_last.pt."""
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import ROOT, small_demo_config
+
+pytestmark = pytest.mark.slow
+
+
+def launch(config):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    return subprocess.run([sys.executable, "locallaunch.py", config, "--jobtype", "local_single"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=600)
+
+
+def with_max_update(tmp_path, base, updates):
+    path = tmp_path / f"max_update_{updates}.yaml"
+    path.write_text(f"includes: {base}\nfairseq:\n  optimization:\n    max_update: {updates}\n")
+    return str(path)
+
+
+def updates_logged(log):
+    return [int(n) for n in re.findall(r"num_updates=(\d+)", log)]
+
+
+def test_train_then_resume(tmp_path, small_demo):
+    save_dir = tmp_path / "save"
+    base = small_demo_config(tmp_path, small_demo, save_dir)
+    first = launch(with_max_update(tmp_path, base, 4))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    log = first.stdout + first.stderr
+    assert "launching fairseq-train" in log and "--cpu" in log
+    assert updates_logged(log)[-1] == 4
+    for name in ("checkpoint_last.pt", "checkpoint_best.pt", "config.yaml"):
+        assert (save_dir / name).is_file(), name
+    assert os.listdir(save_dir / "run_0"), "tensorboard logs"
+    state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    assert any(k.startswith("mmmodel.video_encoder.") for k in state["model"])
+
+    # same run, longer: resumes from checkpoint_last.pt at update 4 (torch >= 2.6 safe-globals fix)
+    second = launch(with_max_update(tmp_path, base, 8))
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    log = second.stdout + second.stderr
+    assert re.search(r"Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 4 updates\)", log), log[-3000:]
+    assert updates_logged(log)[0] > 4 and updates_logged(log)[-1] == 8
+    assert os.path.isdir(save_dir / "run_1")
