@@ -84,3 +84,26 @@ def test_test_config_writes_nothing(tmp_path):
     path = write(tmp_path / "t.yaml", f"dataset:\n  split: test\nfairseq:\n  checkpoint:\n    save_dir: {tmp_path / 's'}\n")
     load_config(config_file=path)
     assert not os.path.exists(tmp_path / "s")
+
+
+def test_missing_dataset_path_names_key_and_fix(tmp_path):
+    from tempclr.tasks.task import check_dataset_paths
+
+    config = OmegaConf.create({"meta_processor": "CrossTaskMetaProcessor", "test_path": str(tmp_path / "v.csv"),
+                               "train_path": "not/checked/for/test.csv"})
+    with pytest.raises(FileNotFoundError, match=r"dataset.test_path: .*v.csv does not exist.*CrossTask release"):
+        check_dataset_paths(config, "test")
+    (tmp_path / "v.csv").write_text("")
+    config.vfeat_dir = str(tmp_path / "features")
+    with pytest.raises(FileNotFoundError, match=r"dataset.vfeat_dir: .*features does not exist.*extract"):
+        check_dataset_paths(config, "test")
+    (tmp_path / "features").mkdir()
+    check_dataset_paths(config, "test")
+
+
+def test_seed_test_configs_use_relative_data_paths():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    for name in os.listdir(os.path.join(root, "configs")):
+        if name.endswith(".yaml"):
+            text = open(os.path.join(root, "configs", name)).read()
+            assert ": /data" not in text, name  # the original test_crosstask_zs.yaml had /data/crosstask/...

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import torch
 from torch import nn
+from transformers.utils import logging as hf_logging
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 
 from ..utils.load_config import cfg_get
@@ -112,7 +113,13 @@ class MMFusion(nn.Module):
         return video_config
 
     def _load_video_encoder(self, video_cls: type, video_config: BertConfig) -> nn.Module:
-        encoder, info = video_cls.from_pretrained(self.bert_name, config=video_config, output_loading_info=True)
+        # transformers reports the (expected) fresh videomlp weights as a warning; _check_loaded checks instead
+        verbosity = hf_logging.get_verbosity()
+        hf_logging.set_verbosity_error()
+        try:
+            encoder, info = video_cls.from_pretrained(self.bert_name, config=video_config, output_loading_info=True)
+        finally:
+            hf_logging.set_verbosity(verbosity)
         _check_loaded(info, ("videomlp.",), "video encoder", self.bert_name)
         return encoder
 
