@@ -1,0 +1,236 @@
+"""Soft-DTW / soft-OTAM benchmarks: forward + backward of our kernels against the cell-by-cell implementations.
+
+For every shape ``[B, N, L, M]`` and for DTW and two-way OTAM (``OTAM(D) + OTAM(D^T)``, as TempCLR trains) it
+times ``score(D).sum().backward()`` (float32, gamma = 0.1) for
+
+* ``kernel``: ``tempclr.modules.alignment`` with the default backend (numba on CPU, Triton on CUDA);
+* ``ref``: the cell-loop reference the tests use (``reference.py``, autograd through every cell);
+* ``original``: TempCLR's own ``DTW_cum_dist`` / ``OTAM_cum_dist`` loops (in-place writes into R, so autograd's
+  backward copies the whole R once per cell: quadratic in the number of cells).
+
+The first call of each implementation is checked against the reference values (where the reference is not run,
+two problems of the batch are) and is not timed.  Cell loops predicted to take longer than
+``--max-loop-seconds`` are not run: their time is estimated from 16x16 and 32x32 grids with the same number of
+problems (``ref`` is linear in the number of cells, ``original``'s exponent is fitted) and marked "est.".  Times
+are medians of ``torch.utils.benchmark.Timer.blocked_autorange`` (which synchronises CUDA), of 3 runs for calls
+over a second, or one run for calls over 10 s.  When CUDA is available a second table is timed on the GPU.
+
+    .venv/bin/python benchmarks/bench_alignment.py [--threads 2] [--shapes 1x512x5x5,...] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import time
+from typing import Callable, Optional
+
+import torch
+import torch.nn.functional as F
+import torch.utils.benchmark as benchmark
+
+from tempclr.modules.alignment import soft_dtw, soft_otam
+
+SHAPES = [(1, 512, 5, 5), (1, 32, 8, 80), (1, 512, 32, 32), (1, 64, 64, 64), (8, 64, 256, 256)]
+GAMMA = 0.1
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# TempCLR's original loops (utils/metrics.py), for timing only: the tests check metrics.py against the same
+# recurrences.  R is written in place, as in the original.
+# ------------------------------------------------------------------------------------------------------------------
+def _lse_min(values: list[torch.Tensor], lbda: float) -> torch.Tensor:
+    return -lbda * torch.logsumexp(torch.cat([(-v / lbda).unsqueeze(-1) for v in values], dim=-1), dim=-1)
+
+
+def original_dtw(d: torch.Tensor, lbda: float = GAMMA) -> torch.Tensor:
+    cum = torch.zeros(d.shape, device=d.device)
+    cum[:, :, 0, 0] = d[:, :, 0, 0]
+    for m in range(1, d.shape[3]):
+        cum[:, :, 0, m] = d[:, :, 0, m] + cum[:, :, 0, m - 1]
+    for l in range(1, d.shape[2]):
+        cum[:, :, l, 0] = d[:, :, l, 0] + cum[:, :, l - 1, 0]
+    for l in range(1, d.shape[2]):
+        for m in range(1, d.shape[3]):
+            preds = [cum[:, :, l - 1, m - 1], cum[:, :, l, m - 1], cum[:, :, l - 1, m]]
+            cum[:, :, l, m] = d[:, :, l, m] + _lse_min(preds, lbda)
+    return cum[:, :, -1, -1]
+
+
+def original_otam(d: torch.Tensor, lbda: float = GAMMA) -> torch.Tensor:
+    d = F.pad(d, (1, 1), "constant", 0)
+    cum = torch.zeros(d.shape, device=d.device)
+    for m in range(1, d.shape[3]):
+        cum[:, :, 0, m] = d[:, :, 0, m] + cum[:, :, 0, m - 1]
+    for l in range(1, d.shape[2]):
+        cum[:, :, l, 1] = d[:, :, l, 1] + _lse_min([cum[:, :, l - 1, 0], cum[:, :, l - 1, 1], cum[:, :, l, 0]], lbda)
+        for m in range(2, d.shape[3] - 1):
+            cum[:, :, l, m] = d[:, :, l, m] + _lse_min([cum[:, :, l - 1, m - 1], cum[:, :, l, m - 1]], lbda)
+        cum[:, :, l, -1] = d[:, :, l, -1] + _lse_min([cum[:, :, l - 1, -2], cum[:, :, l - 1, -1], cum[:, :, l, -2]], lbda)
+    return cum[:, :, -1, -1]
+
+
+# ------------------------------------------------------------------------------------------------------------------
+IMPLS: dict[str, dict[str, Callable[[torch.Tensor], torch.Tensor]]] = {
+    "dtw": {
+        "kernel": lambda D: soft_dtw(D, GAMMA),
+        "ref": lambda D: soft_dtw(D, GAMMA, backend="ref"),
+        "original": original_dtw,
+    },
+    "otam2": {
+        "kernel": lambda D: soft_otam(D, GAMMA, bidirectional=True),
+        "ref": lambda D: soft_otam(D, GAMMA, bidirectional=True, backend="ref"),
+        "original": lambda D: original_otam(D) + original_otam(D.transpose(-1, -2)),
+    },
+}
+
+
+def fwd_bwd(fn: Callable[[torch.Tensor], torch.Tensor], D: torch.Tensor) -> Callable[[], torch.Tensor]:
+    def run() -> torch.Tensor:
+        D.grad = None
+        out = fn(D)
+        out.sum().backward()
+        return out
+
+    return run
+
+
+def measure(run: Callable[[], torch.Tensor], min_run_time: float, device: torch.device) -> tuple[float, torch.Tensor]:
+    """(median seconds per call, output of the first call).  The first call is a warm-up, except for calls of more
+    than 10 s, which are timed once (that first call)."""
+    first, out = _timed(run, device)
+    if first > 10.0:
+        return first, out
+    if first > 1.0:
+        return statistics.median(_timed(run, device)[0] for _ in range(3)), out
+    timer = benchmark.Timer(stmt="run()", globals={"run": run})
+    return timer.blocked_autorange(min_run_time=min_run_time).median, out
+
+
+def _timed(run: Callable[[], torch.Tensor], device: torch.device) -> tuple[float, torch.Tensor]:
+    start = time.perf_counter()
+    out = run().detach()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start, out
+
+
+def loop_estimate(impl: str, metric: str, shape, device, min_run_time: float) -> float:
+    """Estimated seconds for a cell loop on ``shape``, from 16x16 and 32x32 grids with the same B x N: the
+    reference is linear in the number of cells; the original's exponent is fitted on the two points."""
+    B, N, L, M = shape
+    points = []
+    for side in (16, 32):
+        D = torch.rand((B, N, side, side), device=device, requires_grad=True)
+        points.append((side * side, measure(fwd_bwd(IMPLS[metric][impl], D), min_run_time, device)[0]))
+    (c1, t1), (c2, t2) = points
+    exponent = 1.0 if impl == "ref" else math.log(t2 / t1) / math.log(c2 / c1)
+    return t2 * (L * M / c2) ** exponent
+
+
+def run_table(shapes, device: torch.device, impls: list[str], max_loop_seconds: float, min_run_time: float) -> list[dict]:
+    rows = []
+    for shape in shapes:
+        gen = torch.Generator().manual_seed(0)
+        base = torch.rand(shape, generator=gen).to(device)
+        for metric in IMPLS:
+            row = {"shape": "x".join(map(str, shape)), "metric": metric, "device": device.type}
+            values = {}
+            for impl in impls:
+                if impl != "kernel" and _too_slow(impl, metric, shape, device, max_loop_seconds):
+                    row[impl] = loop_estimate(impl, metric, shape, device, min_run_time)
+                    row[impl + "_estimated"] = True
+                    continue
+                D = base.clone().requires_grad_(True)
+                row[impl], values[impl] = measure(fwd_bwd(IMPLS[metric][impl], D), min_run_time, device)
+            _check_against_reference(values, base, metric, shape)
+            rows.append(row)
+            print(_format_row(row, impls), flush=True)
+    return rows
+
+
+def _check_against_reference(values: dict, base: torch.Tensor, metric: str, shape) -> None:
+    """Every measured implementation agrees with the reference; when the reference was not run, two problems of
+    the batch are checked against it."""
+    if "ref" in values:
+        expected, picked = values["ref"], slice(None)
+    else:
+        flat = base.reshape(-1, *base.shape[-2:])[:2]
+        expected = IMPLS[metric]["ref"](flat.clone().requires_grad_(True)).detach()
+        picked = slice(0, 2)
+    for impl, got in values.items():
+        got = got.reshape(-1)[picked]
+        err = (got.float() - expected.reshape(-1).float()).abs().max().item()
+        assert err <= 1e-4 * max(1.0, expected.abs().max().item()), f"{shape} {metric} {impl}: |diff| {err} vs ref"
+
+
+def _too_slow(impl: str, metric: str, shape, device, max_loop_seconds: float) -> bool:
+    """Predict a cell loop's time from a 16x16 probe with the same B x N (the reference scales linearly with the
+    number of cells, the original about quadratically: its backward copies R once per cell)."""
+    B, N, L, M = shape
+    if L * M <= 256:
+        return False
+    D = torch.rand((B, N, 16, 16), device=device, requires_grad=True)
+    seconds = _timed(fwd_bwd(IMPLS[metric][impl], D), device)[0]
+    exponent = 1.0 if impl == "ref" else 2.0
+    return seconds * ((L * M) / 256) ** exponent > max_loop_seconds
+
+
+def _format_time(seconds: float, estimated: bool) -> str:
+    text = f"{seconds * 1e3:.3f} ms" if seconds < 1 else f"{seconds:.2f} s"
+    if seconds >= 120:
+        text = f"{seconds / 60:.0f} min"
+    return text + (" (est.)" if estimated else "")
+
+
+def _format_row(row: dict, impls: list[str]) -> str:
+    cells = [row["shape"], row["metric"]]
+    for impl in impls:
+        cells.append(_format_time(row[impl], row.get(impl + "_estimated", False)))
+    for impl in impls:
+        if impl != "kernel":
+            cells.append(f"{row[impl] / row['kernel']:.0f}x")
+    return "| " + " | ".join(cells) + " |"
+
+
+def header(impls: list[str]) -> str:
+    cols = ["B x N x L x M", "metric"] + [f"{i} fwd+bwd" for i in impls] + [f"{i} / kernel" for i in impls if i != "kernel"]
+    return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: all cores)")
+    parser.add_argument("--shapes", default=None, help="comma-separated BxNxLxM list (default: the five standard ones)")
+    parser.add_argument("--max-loop-seconds", type=float, default=60.0, help="estimate cell loops predicted slower")
+    parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per blocked_autorange measurement")
+    parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    args = parser.parse_args()
+    if args.threads:
+        import numba
+
+        torch.set_num_threads(args.threads)
+        numba.set_num_threads(args.threads)
+    shapes = SHAPES if args.shapes is None else [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
+
+    start = time.perf_counter()
+    soft_dtw(torch.rand(2, 3, 4, requires_grad=True)).sum().backward()
+    print(f"first kernel call (numba cache load or compile): {time.perf_counter() - start:.2f} s")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
+
+    impls = ["kernel", "ref", "original"]
+    print("\nCPU (float32, gamma 0.1, forward + backward)\n" + header(impls))
+    rows = run_table(shapes, torch.device("cpu"), impls, args.max_loop_seconds, args.min_run_time)
+    if torch.cuda.is_available():
+        print(f"\nGPU {torch.cuda.get_device_name()} (float32, gamma 0.1, forward + backward)\n" + header(impls))
+        rows += run_table(shapes, torch.device("cuda"), impls, args.max_loop_seconds, args.min_run_time)
+    else:
+        print("\nno CUDA device: the GPU (Triton) table needs a run on a machine with a GPU")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(rows, fh, indent=1)
+
+
+if __name__ == "__main__":
+    main()

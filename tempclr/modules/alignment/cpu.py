@@ -1,0 +1,448 @@
+"""CPU backend: numba kernels for the alignment recursion of ``grid.py``: scores, and scores with the expected
+alignment (the analytic gradient).
+
+Layout.  Problems are processed in chunks of 64 lanes with the lane (problem) index innermost:
+``R[chunk, i, j, lane]``.  The cell recursion is sequential inside one problem, but the lanes are independent, so
+the innermost loop runs over problems and LLVM turns it into SIMD (AVX-512/AVX2) code; ``prange`` spreads the
+chunks over cores when the work is large enough.  This is fast both for thousands of 5x5 problems and for a few
+dozen 256x256 ones.  ``exp`` and ``log`` from libm would stop that vectorisation, so the file carries its own
+branch-free ``exp`` (for arguments <= 0) and ``log`` (for arguments in [1, 3], all the soft-min needs), accurate to
+the working precision (float32 or float64).  They live here, not in a helper module, because numba's on-disk
+cache (``cache=True``) is invalidated only by edits to the file that holds the cached function.
+
+Gradient.  When D needs a gradient, each chunk runs the forward sweep and right after it (R still in cache) the
+backward sweep: ``E[i, j] = dScore / dR[i, j]`` (Cuturi & Blondel's expected alignment) is pushed from each cell to
+its allowed predecessors in reverse order, with the soft-min weights ``softmax(-R[pred] / gamma)`` recomputed
+from R.  The weights are normalised per cell, so ``E`` stays in ``[0, 1]`` for any gamma and distance scale (no
+``exp((R[s] - D[s] - R[p]) / gamma)`` that overflows when R is large and gamma small).  The expected alignment
+``A = dScore/dD`` is the cost-cell part of E; the autograd backward is ``grad * A``.  Cells outside an item's
+lengths never receive anything, so their gradient is exactly 0.  R is kept only per chunk (memory O(64 L M)).
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numba
+import numpy as np
+import torch
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.extending import intrinsic, overload
+
+from .grid import AlignPass
+
+__all__ = ["cpu_scores", "cpu_scores_alignment", "cpu_matrix"]
+
+# No "nnan"/"ninf": the grid borders are +inf and the kernels rely on IEEE inf arithmetic.  error_model="numpy"
+# drops the ZeroDivisionError check on "/", whose branch would stop the vectoriser.
+_FASTMATH = {"contract", "arcp", "nsz", "afn"}
+_JIT = dict(fastmath=_FASTMATH, error_model="numpy")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Vectorisable elementary functions.  Anything called from an inner loop must be inlined for LLVM to vectorise:
+# the overloads below are small enough for LLVM to inline; _softmin3 is inlined at the numba IR level.
+# ----------------------------------------------------------------------------------------------------------------
+@intrinsic
+def _f32_from_bits(typingctx, bits):
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.FloatType())
+
+    return sig, codegen
+
+
+@intrinsic
+def _f64_from_bits(typingctx, bits):
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], ir.DoubleType())
+
+    return sig, codegen
+
+
+def exp_nonpos(x):
+    """``exp(x)`` for ``x <= 0`` (-inf and NaN give 0), vectorisable; the numba versions are the overloads."""
+    return float(np.exp(x)) if x == x and x > -700.0 else 0.0
+
+
+def log_one_plus(t):
+    """``log(1 + t)`` for ``0 <= t <= 2``, vectorisable; the numba versions are the overloads."""
+    return float(np.log1p(t))
+
+
+def _exp32(x):
+    # exp(x) = 2^n * exp(r), n = round(x / ln2), |r| <= ln2 / 2; Taylor to r^7 (rel. error < 3e-7).
+    xc = max(x, np.float32(-87.0))
+    n = np.floor(xc * np.float32(1.4426950408889634) + np.float32(0.5))
+    r = xc - n * np.float32(0.693145751953125) - n * np.float32(1.428606765330187e-06)
+    p = np.float32(1.0 / 5040.0)
+    p = p * r + np.float32(1.0 / 720.0)
+    p = p * r + np.float32(1.0 / 120.0)
+    p = p * r + np.float32(1.0 / 24.0)
+    p = p * r + np.float32(1.0 / 6.0)
+    p = p * r + np.float32(0.5)
+    p = p * r + np.float32(1.0)
+    p = p * r + np.float32(1.0)
+    scale = _f32_from_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+    return p * scale if x >= np.float32(-87.0) else np.float32(0.0)
+
+
+def _exp64(x):
+    # Same scheme, Cody-Waite split of ln2, Taylor to r^13 (rel. error ~2e-16).
+    xc = max(x, -708.0)
+    n = np.floor(xc * 1.4426950408889634 + 0.5)
+    r = xc - n * 6.93147180369123816490e-01 - n * 1.90821492927058770002e-10
+    p = 1.0 / 6227020800.0
+    p = p * r + 1.0 / 479001600.0
+    p = p * r + 1.0 / 39916800.0
+    p = p * r + 1.0 / 3628800.0
+    p = p * r + 1.0 / 362880.0
+    p = p * r + 1.0 / 40320.0
+    p = p * r + 1.0 / 5040.0
+    p = p * r + 1.0 / 720.0
+    p = p * r + 1.0 / 120.0
+    p = p * r + 1.0 / 24.0
+    p = p * r + 1.0 / 6.0
+    p = p * r + 0.5
+    p = p * r + 1.0
+    p = p * r + 1.0
+    scale = _f64_from_bits((np.int64(n) + np.int64(1023)) << np.int64(52))
+    return p * scale if x >= -708.0 else 0.0
+
+
+def _log1p32(t):
+    # s = 1 + t in [1, 3]; log s = log(sqrt 3) + 2 atanh(z), z = (s - sqrt 3) / (s + sqrt 3), |z| <= 0.268.
+    s = np.float32(1.0) + t
+    z = (s - np.float32(1.7320508075688772)) / (s + np.float32(1.7320508075688772))
+    z2 = z * z
+    p = np.float32(1.0 / 13.0)
+    p = p * z2 + np.float32(1.0 / 11.0)
+    p = p * z2 + np.float32(1.0 / 9.0)
+    p = p * z2 + np.float32(1.0 / 7.0)
+    p = p * z2 + np.float32(1.0 / 5.0)
+    p = p * z2 + np.float32(1.0 / 3.0)
+    p = p * z2 + np.float32(1.0)
+    return np.float32(2.0) * z * p + np.float32(0.5493061443340549)
+
+
+def _log1p64(t):
+    s = 1.0 + t
+    z = (s - 1.7320508075688772) / (s + 1.7320508075688772)
+    z2 = z * z
+    p = 1.0 / 31.0
+    p = p * z2 + 1.0 / 29.0
+    p = p * z2 + 1.0 / 27.0
+    p = p * z2 + 1.0 / 25.0
+    p = p * z2 + 1.0 / 23.0
+    p = p * z2 + 1.0 / 21.0
+    p = p * z2 + 1.0 / 19.0
+    p = p * z2 + 1.0 / 17.0
+    p = p * z2 + 1.0 / 15.0
+    p = p * z2 + 1.0 / 13.0
+    p = p * z2 + 1.0 / 11.0
+    p = p * z2 + 1.0 / 9.0
+    p = p * z2 + 1.0 / 7.0
+    p = p * z2 + 1.0 / 5.0
+    p = p * z2 + 1.0 / 3.0
+    p = p * z2 + 1.0
+    return 2.0 * z * p + 0.5493061443340549
+
+
+@overload(exp_nonpos, jit_options=_JIT)
+def _exp_nonpos_overload(x):
+    if x == types.float32:
+        return _exp32
+    if x == types.float64:
+        return _exp64
+    return None
+
+
+@overload(log_one_plus, jit_options=_JIT)
+def _log_one_plus_overload(t):
+    if t == types.float32:
+        return _log1p32
+    if t == types.float64:
+        return _log1p64
+    return None
+
+
+@njit(inline="always", **_JIT)
+def _softmin3(d, h, v, gamma, inv_gamma, hard):
+    """smin_gamma(d, h, v) with +inf meaning "no such predecessor"; hard=True gives min.  Sorting the three
+    values first saves one exp: the smallest one contributes exp(0) = 1."""
+    lo = min(d, h)
+    hi = max(d, h)
+    m = min(lo, v)
+    if hard:
+        return m
+    mid = min(hi, max(lo, v))
+    top = max(hi, v)
+    # m = +inf (no finite predecessor): both exps are exp(nan) = 0, log(1) = 0, result +inf.
+    return m - gamma * log_one_plus(exp_nonpos((m - mid) * inv_gamma) + exp_nonpos((m - top) * inv_gamma))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Kernels.  One chunk of CB lanes at a time; ``_*_chunks`` run a range of chunks serially and the ``_*_kernel``
+# entry points only spread the chunks over threads with prange (code written inside a prange body is not
+# vectorised as well).  Inner loops run over lanes b and carry same-row values in lane buffers (h_lane, e_left,
+# e_diag), not through R[i, j - 1]: a store that feeds a load of the next iteration through memory stops LLVM's
+# vectoriser.  Scratch arrays are allocated inside the chunk loop for the same reason (hoisting them out made
+# the backward 5x slower).
+# ----------------------------------------------------------------------------------------------------------------
+@njit(inline="always", **_JIT)
+def _load_chunk(D, lengths, b0, L, W, CB, otam, offset, transpose, dtype):
+    """Lane metadata and costs of the chunk starting at item b0.
+
+    Returns (nb real lanes, lane_rows, lane_cols, lane_last [CB] in grid orientation, vpen [W, CB] = 0 where the
+    vertical move is allowed and +inf where OTAM forbids it, cost [L, W, CB] in grid coordinates: D inside each
+    lane's lengths, 0 on OTAM's side columns and outside the lengths).  Items without lengths (lengths is empty)
+    and dummy lanes past the batch use the whole grid."""
+    B = D.shape[0]
+    M = W - 2 * offset
+    nb = min(CB, B - b0)
+    has_lengths = lengths.shape[0] > 0
+    lane_rows = np.empty(CB, np.int64)
+    lane_cols = np.empty(CB, np.int64)
+    lane_last = np.empty(CB, np.int64)
+    for b in range(CB):
+        if has_lengths and b < nb:
+            lane_rows[b] = lengths[b0 + b, 1] if transpose else lengths[b0 + b, 0]
+            lane_cols[b] = lengths[b0 + b, 0] if transpose else lengths[b0 + b, 1]
+        else:
+            lane_rows[b] = L
+            lane_cols[b] = M
+        lane_last[b] = lane_cols[b] + 2 * offset - 1
+    vpen = np.zeros((W, CB), dtype)
+    if otam:
+        for j in range(2, W):
+            for b in range(CB):
+                if j != lane_last[b]:
+                    vpen[j, b] = np.inf
+    cost = np.zeros((L, W, CB), dtype)
+    j_first = 1 if (otam and offset == 0) else 0  # a prepadded OTAM grid ignores column 0 of D
+    for b in range(nb):
+        Db = D[b0 + b]
+        for i in range(lane_rows[b]):
+            for jd in range(j_first, lane_cols[b]):
+                cost[i, jd + offset, b] = Db[jd, i] if transpose else Db[i, jd]
+    return nb, lane_rows, lane_cols, lane_last, vpen, cost
+
+
+@njit(inline="always", **_JIT)
+def _sweep_forward(Rc, cost, vpen, gamma, inv_gamma, hard):
+    """Fill the bordered cumulative costs Rc [L+1, W+1, CB] (row/column 0: +inf, Rc[0, 0] = 0)."""
+    Lb, Wb, CB = Rc.shape
+    zero = Rc.dtype.type(0.0)
+    inf = Rc.dtype.type(np.inf)
+    h_lane = np.empty(CB, Rc.dtype)
+    for j in range(Wb):
+        for b in range(CB):
+            Rc[0, j, b] = inf
+    for b in range(CB):
+        Rc[0, 0, b] = zero
+    for i in range(Lb - 1):
+        for b in range(CB):
+            Rc[i + 1, 0, b] = inf
+            h_lane[b] = inf
+        for j in range(Wb - 1):
+            for b in range(CB):
+                v = Rc[i, j + 1, b] + vpen[j, b]
+                r = cost[i, j, b] + _softmin3(Rc[i, j, b], h_lane[b], v, gamma, inv_gamma, hard)
+                h_lane[b] = r
+                Rc[i + 1, j + 1, b] = r
+
+
+@njit(inline="always", **_JIT)
+def _sweep_backward(Rc, vpen, seed, nb, lane_rows, lane_last, inv_gamma):
+    """E [L, W, CB] = dScore / dR (times seed[b]) for every cell: the expected alignment.
+
+    E is pushed from each cell to its allowed predecessors with the soft-min weights recomputed from Rc, row by
+    row from the end: e_below[j + 1] holds what row i received from row i + 1 (plus the seed at the lane's end
+    cell), e_up[j + 1] collects what row i sends to row i - 1, e_left / e_diag carry the horizontal and the
+    diagonal push to the next cell of the sweep.  Cells outside a lane's lengths receive nothing (E = 0)."""
+    Lb, Wb, CB = Rc.shape
+    L = Lb - 1
+    W = Wb - 1
+    zero = Rc.dtype.type(0.0)
+    one = Rc.dtype.type(1.0)
+    e_grid = np.empty((L, W, CB), Rc.dtype)
+    e_rows = np.zeros((2, Wb, CB), Rc.dtype)
+    e_left = np.empty(CB, Rc.dtype)
+    e_diag = np.empty(CB, Rc.dtype)
+    for i in range(L - 1, -1, -1):
+        e_below = e_rows[i % 2]
+        e_up = e_rows[(i + 1) % 2]
+        for b in range(nb):
+            if i == lane_rows[b] - 1:
+                e_below[lane_last[b] + 1, b] += seed[b]
+        for b in range(CB):
+            e_left[b] = zero
+            e_diag[b] = zero
+        for j in range(W - 1, -1, -1):
+            for b in range(CB):
+                e = e_below[j + 1, b] + e_left[b]
+                e_grid[i, j, b] = e
+                d = Rc[i, j, b]
+                h = Rc[i + 1, j, b]
+                v = Rc[i, j + 1, b] + vpen[j, b]
+                m = min(min(d, h), v)
+                wd = exp_nonpos((m - d) * inv_gamma)
+                wh = exp_nonpos((m - h) * inv_gamma)
+                wv = exp_nonpos((m - v) * inv_gamma)
+                scale = e / max(wd + wh + wv, one)
+                e_up[j + 1, b] = wv * scale + e_diag[b]
+                e_diag[b] = wd * scale
+                e_left[b] = wh * scale
+    return e_grid
+
+
+@njit(inline="always", **_JIT)
+def _add_alignment(e_grid, A, b0, nb, lane_rows, lane_cols, otam, offset, transpose):
+    """A[b0 + b] += the cost-cell part of e_grid inside each lane's lengths (transposed back for D^T)."""
+    j_first = 1 if (otam and offset == 0) else 0
+    for b in range(nb):
+        Ab = A[b0 + b]
+        for i in range(lane_rows[b]):
+            for jd in range(j_first, lane_cols[b]):
+                if transpose:
+                    Ab[jd, i] += e_grid[i, jd + offset, b]
+                else:
+                    Ab[i, jd] += e_grid[i, jd + offset, b]
+
+
+@njit(cache=True, **_JIT)
+def _score_chunks(D, lengths, gamma, hard, otam, offset, transpose, R, out, c_lo, c_hi):
+    """Chunks c_lo .. c_hi - 1: fill R [NC, L+1, W+1, CB] (bordered, lanes innermost) and out[b] = each item's
+    score.  gamma: a scalar of R's dtype (ignored when hard)."""
+    NC, Lb, Wb, CB = R.shape
+    inv_gamma = R.dtype.type(1.0) / gamma
+    for c in range(c_lo, c_hi):  # (a loop around the sweeps also helps LLVM vectorise the lane loops)
+        b0 = c * CB
+        nb, lane_rows, lane_cols, lane_last, vpen, cost = _load_chunk(
+            D, lengths, b0, Lb - 1, Wb - 1, CB, otam, offset, transpose, R.dtype
+        )
+        _sweep_forward(R[c], cost, vpen, gamma, inv_gamma, hard)
+        for b in range(nb):
+            out[b0 + b] = R[c, lane_rows[b], lane_last[b] + 1, b]
+
+
+@njit(cache=True, **_JIT)
+def _score_alignment_chunks(D, lengths, gamma, otam, offset, transpose, Lg, Wg, out, A, c_lo, c_hi):
+    """Chunks c_lo .. c_hi - 1 (of CB = 64 lanes): out[b] = each item's soft score and A[b] += its expected
+    alignment dScore_b / dD[b] ([B, L0, M0]).  R lives only per chunk, while it is hot in cache."""
+    CB = _LANES
+    inv_gamma = A.dtype.type(1.0) / gamma
+    for c in range(c_lo, c_hi):
+        b0 = c * CB
+        nb, lane_rows, lane_cols, lane_last, vpen, cost = _load_chunk(
+            D, lengths, b0, Lg, Wg, CB, otam, offset, transpose, A.dtype
+        )
+        Rc = np.empty((Lg + 1, Wg + 1, CB), A.dtype)
+        _sweep_forward(Rc, cost, vpen, gamma, inv_gamma, False)
+        seed = np.ones(CB, A.dtype)
+        for b in range(nb):
+            out[b0 + b] = Rc[lane_rows[b], lane_last[b] + 1, b]
+        e_grid = _sweep_backward(Rc, vpen, seed, nb, lane_rows, lane_last, inv_gamma)
+        _add_alignment(e_grid, A, b0, nb, lane_rows, lane_cols, otam, offset, transpose)
+
+
+@njit(parallel=True, cache=True, **_JIT)
+def _score_kernel(D, lengths, gamma, hard, otam, offset, transpose, R, out, n_parts):
+    """_score_chunks over all chunks, split into n_parts contiguous ranges (one per thread)."""
+    NC = R.shape[0]
+    for p in prange(n_parts):
+        lo = p * NC // n_parts
+        hi = (p + 1) * NC // n_parts
+        _score_chunks(D, lengths, gamma, hard, otam, offset, transpose, R, out, lo, hi)
+
+
+@njit(parallel=True, cache=True, **_JIT)
+def _score_alignment_kernel(D, lengths, gamma, otam, offset, transpose, Lg, Wg, out, A, n_chunks, n_parts):
+    """_score_alignment_chunks over all chunks, split into n_parts contiguous ranges (one per thread)."""
+    for p in prange(n_parts):
+        lo = p * n_chunks // n_parts
+        hi = (p + 1) * n_chunks // n_parts
+        _score_alignment_chunks(D, lengths, gamma, otam, offset, transpose, Lg, Wg, out, A, lo, hi)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Host wrappers
+# ----------------------------------------------------------------------------------------------------------------
+# Below this many grid cells per call the kernels run serially: a thread launch costs more than it saves, and on a
+# busy machine a parallel region waits for its slowest thread.
+PARALLEL_MIN_CELLS = 65536
+_LANES = 64  # lanes per chunk (4 AVX-512 float32 vectors; LLVM unrolls the lane loop by 4)
+_FULL = np.zeros((0, 2), np.int64)  # "no lengths": every item uses the whole of D
+
+
+def _parts(n_chunks: int, cells: int) -> int:
+    """Threads to use: 1 (serial call, no thread launch) for small work, else up to numba's thread count."""
+    if cells < PARALLEL_MIN_CELLS:
+        return 1
+    return max(1, min(n_chunks, numba.get_num_threads()))
+
+
+def _lengths_np(lengths: Optional[torch.Tensor]) -> np.ndarray:
+    return _FULL if lengths is None else lengths.numpy()
+
+
+def cpu_scores(
+    D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, align_pass: AlignPass, hard: bool = False
+) -> tuple[torch.Tensor, np.ndarray]:
+    """One pass, no gradient.  D [B, L, M] float32/float64 contiguous CPU; lengths [B, 2] int64 (rows, cols) of D
+    or None (full).  Returns (scores [B], R [NC, Lg+1, Wg+1, CB]: the bordered cumulative costs, lanes
+    innermost)."""
+    B, L, M = D.shape
+    Lg, Wg = align_pass.grid_shape(L, M)
+    NC = -(-B // _LANES)
+    parts = _parts(NC, B * Lg * Wg)
+    R = np.empty((NC, Lg + 1, Wg + 1, _LANES), _np_dtype(D))
+    out = np.empty(B, R.dtype)
+    args = (D.detach().numpy(), _lengths_np(lengths), R.dtype.type(gamma), hard, align_pass.otam,
+            align_pass.offset, align_pass.transpose, R, out)
+    if parts == 1:
+        _score_chunks(*args, 0, NC)
+    else:
+        _score_kernel(*args, parts)
+    return torch.from_numpy(out), R
+
+
+def cpu_scores_alignment(
+    D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, passes: tuple[AlignPass, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum over ``passes`` of the soft scores [B] and of the expected alignments dScore/dD [B, L, M] (the
+    backward is then ``grad[:, None, None] * alignment``)."""
+    B, L, M = D.shape
+    D_np = D.detach().numpy()
+    len_np = _lengths_np(lengths)
+    A = np.zeros((B, L, M), D_np.dtype)
+    total = np.zeros(B, D_np.dtype)
+    out = np.empty(B, D_np.dtype)
+    g = D_np.dtype.type(gamma)
+    NC = -(-B // _LANES)
+    for align_pass in passes:
+        Lg, Wg = align_pass.grid_shape(L, M)
+        parts = _parts(NC, B * Lg * Wg)
+        args = (D_np, len_np, g, align_pass.otam, align_pass.offset, align_pass.transpose, Lg, Wg, out, A)
+        if parts == 1:
+            _score_alignment_chunks(*args, 0, NC)
+        else:
+            _score_alignment_kernel(*args, NC, parts)
+        total += out
+    return torch.from_numpy(total), torch.from_numpy(A)
+
+
+def cpu_matrix(R: np.ndarray, batch: int) -> torch.Tensor:
+    """The cumulative-cost matrices ``[B, Lg, Wg]`` out of a bordered lane-innermost ``R``."""
+    NC, Lb, Wb, CB = R.shape
+    grid = R[:, 1:, 1:, :].transpose(0, 3, 1, 2).reshape(NC * CB, Lb - 1, Wb - 1)[:batch]
+    return torch.from_numpy(np.ascontiguousarray(grid))
+
+
+def _np_dtype(D: torch.Tensor) -> type:
+    if D.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"cpu kernels take float32 or float64 D; got {D.dtype}")
+    return np.float64 if D.dtype == torch.float64 else np.float32

@@ -1,0 +1,365 @@
+"""Public alignment functions (soft/hard DTW and OTAM scores, cumulative-cost matrix, expected alignment), the
+autograd.Function with the analytic backward, and the backend choice.
+
+Backends, keyed by name in :data:`BACKENDS`:
+
+* ``"cpu"``: numba kernels (``cpu.py``); the default for CPU tensors;
+* ``"triton"``: Triton kernels (``triton_kernels.py``); the default for CUDA tensors.  ``triton`` is imported
+  only when this backend is first used.  On CPU tensors it runs only under ``TRITON_INTERPRET=1`` (tests);
+* ``"ref"``: the cell-by-cell torch reference (``reference.py``), autograd does the backward.  Slow.
+
+A CUDA tensor with no importable triton is computed by the ``"cpu"`` kernels with host copies, after a one-time
+warning (same values, slower); an explicit ``backend=`` never falls back: it raises if it cannot run.
+"""
+from __future__ import annotations
+
+import os
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from .grid import OTAM_PREPADDED, AlignPass, passes_for
+from .reference import align_ref
+
+__all__ = [
+    "BACKENDS",
+    "resolve_backend",
+    "soft_dtw",
+    "soft_otam",
+    "hard_dtw",
+    "hard_otam",
+    "cumulative_cost",
+    "expected_alignment",
+]
+
+_WARNED: set[str] = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _WARNED:
+        _WARNED.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Backends
+# ----------------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KernelBackend:
+    """A compiled backend, all on D [B, L, M] (float32/float64, contiguous) and lengths [B, 2] int64 or None:
+
+    scores(D, lengths, gamma, align_pass, hard) -> (scores [B], state): one pass, no gradient;
+    scores_alignment(D, lengths, gamma, passes) -> (summed scores [B], summed expected alignments [B, L, M]);
+    matrix(state, B) -> the cumulative-cost matrices [B, Lg, Wg] of a scores() call.
+    device: "cpu" (inputs are moved to the CPU and results back) or None (runs on the input's device)."""
+
+    name: str
+    scores: Callable
+    scores_alignment: Callable
+    matrix: Callable
+    device: Optional[str]
+
+
+def _load_cpu() -> KernelBackend:
+    from .cpu import cpu_matrix, cpu_scores, cpu_scores_alignment
+
+    return KernelBackend("cpu", cpu_scores, cpu_scores_alignment, cpu_matrix, "cpu")
+
+
+def _load_triton() -> KernelBackend:
+    try:
+        from .triton_kernels import triton_matrix, triton_scores, triton_scores_alignment
+    except ImportError as err:
+        raise ImportError(
+            f"alignment backend 'triton' needs the triton package ({err}); install it with "
+            "`pip install triton` (the project's `triton` extra) or pass backend='cpu'"
+        ) from err
+    return KernelBackend("triton", triton_scores, triton_scores_alignment, triton_matrix, None)
+
+
+BACKENDS: dict[str, Optional[Callable[[], KernelBackend]]] = {
+    "ref": None,  # the torch reference; no kernels
+    "cpu": _load_cpu,
+    "triton": _load_triton,
+}
+_LOADED: dict[str, KernelBackend] = {}
+
+
+def _kernels(name: str) -> KernelBackend:
+    if name not in _LOADED:
+        _LOADED[name] = BACKENDS[name]()
+    return _LOADED[name]
+
+
+def _triton_importable() -> bool:
+    try:
+        _kernels("triton")
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_backend(backend: Optional[str], device: torch.device) -> str:
+    """The backend name to use for a tensor on ``device``: ``backend`` if given (checked), else "triton" for CUDA
+    tensors (or "cpu" with a one-time warning when triton does not import) and "cpu" otherwise."""
+    if backend is not None:
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown alignment backend {backend!r}; choose one of {sorted(BACKENDS)}")
+        if backend == "triton" and device.type != "cuda" and os.environ.get("TRITON_INTERPRET") != "1":
+            raise ValueError(
+                f"alignment backend 'triton' needs a CUDA tensor (got device {device}); use backend='cpu', or set "
+                "TRITON_INTERPRET=1 before importing triton to run the kernels in triton's interpreter"
+            )
+        return backend
+    if device.type == "cuda":
+        if _triton_importable():
+            return "triton"
+        _warn_once(
+            "no-triton",
+            "triton is not importable: alignment on CUDA tensors runs the numba CPU kernels with host copies "
+            "(same values, slower). Install triton (`pip install triton`) for the GPU kernels.",
+        )
+        return "cpu"
+    if device.type != "cpu":
+        _warn_once(
+            f"device-{device.type}",
+            f"no alignment kernel for {device.type} tensors: using the numba CPU kernels with host copies",
+        )
+    return "cpu"
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# autograd.Function
+# ----------------------------------------------------------------------------------------------------------------
+class _AlignFunction(torch.autograd.Function):
+    """Sum over ``passes`` of the soft alignment score, D [..., L, M] -> [...].
+
+    D: float32/float64, contiguous, on the kernels' device; lengths [B, 2] int64 contiguous or None (full), with
+    B = prod(...).  When D needs a gradient the kernels also return the expected alignment A = dScore/dD (computed
+    right after the forward sweep, while R is in cache), so backward is just ``grad * A``.  The leading dims are
+    flattened inside the Function, so no view nodes are added to the graph."""
+
+    @staticmethod
+    def forward(ctx, D, lengths, gamma, passes, kernels):
+        flat = D.reshape(-1, D.shape[-2], D.shape[-1])
+        if ctx.needs_input_grad[0]:
+            values, alignment = kernels.scores_alignment(flat, lengths, gamma, passes)
+            ctx.save_for_backward(alignment.reshape(D.shape))
+        else:
+            values = _sum_scores(kernels, flat, lengths, gamma, passes, hard=False)
+        return values.reshape(D.shape[:-2])
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad):
+        (alignment,) = ctx.saved_tensors
+        return alignment * grad[..., None, None].to(alignment.dtype), None, None, None, None
+
+
+def _sum_scores(kernels: KernelBackend, flat: torch.Tensor, lengths, gamma: float, passes, hard: bool):
+    total = None
+    for align_pass in passes:
+        values = kernels.scores(flat, lengths, gamma, align_pass, hard)[0]
+        total = values if total is None else total + values
+    return total
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Input handling
+# ----------------------------------------------------------------------------------------------------------------
+def _check_gamma(gamma: float) -> float:
+    gamma = float(gamma)
+    if not (gamma > 0.0 and gamma < float("inf")):
+        raise ValueError(
+            f"gamma must be a finite number > 0 (got {gamma}); for the gamma -> 0 limit (plain min) use "
+            "hard_dtw / hard_otam / cumulative_cost(gamma=0)"
+        )
+    return gamma
+
+
+def _check(D: torch.Tensor, lengths: Optional[torch.Tensor], fn: str) -> Optional[torch.Tensor]:
+    """Validate D [..., L, M] and lengths [..., 2]; returns lengths as contiguous int64 [B, 2] (or None)."""
+    if not isinstance(D, torch.Tensor) or D.dim() < 2:
+        raise ValueError(f"{fn}: D must be a tensor of shape [..., L, M]; got {getattr(D, 'shape', type(D))}")
+    if not D.is_floating_point():
+        raise TypeError(f"{fn}: D must be a floating-point tensor; got {D.dtype}")
+    L, M = D.shape[-2:]
+    if L == 0 or M == 0:
+        raise ValueError(f"{fn}: D must have L >= 1 and M >= 1; got shape {tuple(D.shape)}")
+    if lengths is None:
+        return None
+    lead = tuple(D.shape[:-2])
+    if not isinstance(lengths, torch.Tensor) or tuple(lengths.shape) != (*lead, 2):
+        raise ValueError(
+            f"{fn}: lengths must be a tensor of shape [..., 2] = {(*lead, 2)} holding (rows, cols) per item; "
+            f"got {getattr(lengths, 'shape', type(lengths))}"
+        )
+    if lengths.is_floating_point() or lengths.is_complex():
+        raise TypeError(f"{fn}: lengths must be an integer tensor; got {lengths.dtype}")
+    flat_len = lengths.reshape(-1, 2).to(torch.int64).contiguous()
+    if flat_len.numel():
+        lo = flat_len.min(dim=0).values.tolist()
+        hi = flat_len.max(dim=0).values.tolist()
+        if lo[0] < 1 or hi[0] > L or lo[1] < 1 or hi[1] > M:
+            raise ValueError(
+                f"{fn}: lengths (rows, cols) must lie in [1, {L}] x [1, {M}] for D of shape {tuple(D.shape)}; "
+                f"got rows in [{lo[0]}, {hi[0]}], cols in [{lo[1]}, {hi[1]}]"
+            )
+    return flat_len
+
+
+def _compute_dtype(D: torch.Tensor) -> torch.dtype:
+    """float64 stays float64; everything else (fp16, bf16, fp32) is computed in float32."""
+    return torch.float64 if D.dtype == torch.float64 else torch.float32
+
+
+def _on(kernels: KernelBackend, t: torch.Tensor) -> torch.Tensor:
+    return t if kernels.device is None else t.to(kernels.device)
+
+
+def _score(
+    D: torch.Tensor, gamma: float, passes: tuple[AlignPass, ...], lengths: Optional[torch.Tensor],
+    backend: Optional[str], hard: bool, fn: str,
+) -> torch.Tensor:
+    flat_len = _check(D, lengths, fn)
+    name = resolve_backend(backend, D.device)
+    X = D.to(_compute_dtype(D))
+    if X.numel() == 0:
+        out = X.sum(dim=(-1, -2)) * 0
+    elif name == "ref":
+        flat = X.reshape(-1, X.shape[-2], X.shape[-1])
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not hard):
+            out = sum(align_ref(flat, gamma, p, flat_len, hard=hard) for p in passes).reshape(X.shape[:-2])
+    else:
+        kernels = _kernels(name)
+        X_k = _on(kernels, X).contiguous()
+        len_k = None if flat_len is None else _on(kernels, flat_len)
+        if hard:
+            with torch.no_grad():
+                flat = X_k.reshape(-1, X_k.shape[-2], X_k.shape[-1])
+                out = _sum_scores(kernels, flat, len_k, 1.0, passes, hard=True).reshape(X.shape[:-2])
+        else:
+            out = _AlignFunction.apply(X_k, len_k, gamma, passes, kernels)
+    return out.to(device=D.device, dtype=D.dtype)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Public functions
+# ----------------------------------------------------------------------------------------------------------------
+def soft_dtw(
+    D: torch.Tensor, gamma: float = 0.1, lengths: Optional[torch.Tensor] = None, *, backend: Optional[str] = None
+) -> torch.Tensor:
+    """Soft-DTW score of each cost matrix (differentiable; analytic backward).
+
+    D: [..., L, M] pairwise costs (any leading dims; fp16/bf16 are computed in float32, float64 stays float64).
+    gamma: soft-min temperature > 0.  ``smin_gamma(a) = -gamma log sum exp(-a / gamma)``; as gamma -> 0 the score
+        tends to the hard DTW cost (min over monotone paths), see :func:`hard_dtw`; large gamma averages paths.
+    lengths: optional [..., 2] int64 (rows, cols) of each item's real part of D for padded batches: the score is
+        read at (rows-1, cols-1) and padding gets exactly zero gradient (no inf padding needed).
+    Recursion: ``R[0,0] = D[0,0]``, first row/column are hard cumulative sums,
+        ``R[l,m] = D[l,m] + smin(R[l-1,m-1], R[l,m-1], R[l-1,m])``.
+    Returns [...] in D's dtype.  backend: "cpu" | "triton" | "ref" or None (by device)."""
+    return _score(D, _check_gamma(gamma), passes_for("dtw"), lengths, backend, False, "soft_dtw")
+
+
+def soft_otam(
+    D: torch.Tensor,
+    gamma: float = 0.1,
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    bidirectional: bool = False,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """Soft-OTAM score (TRX / TempCLR formulation) of each cost matrix (differentiable; analytic backward).
+
+    D is padded (implicitly) with a zero column on each side, so an alignment may start on any row and end on any
+    row for free; only the first, second and last columns allow a vertical move.  The score is R[L-1, M+1] of the
+    padded grid.  With ``bidirectional=True`` the result is OTAM(D) + OTAM(D^T), as used for training.
+    D: [..., L, M]; lengths: optional [..., 2] (rows, cols) of each item's real part of D (the free zero column
+    follows column cols-1; padding gets exactly zero gradient).  gamma > 0; gamma -> 0 gives the hard OTAM cost
+    (:func:`hard_otam`).  Returns [...] in D's dtype."""
+    mode = "otam_both" if bidirectional else "otam"
+    return _score(D, _check_gamma(gamma), passes_for(mode), lengths, backend, False, "soft_otam")
+
+
+def hard_dtw(
+    D: torch.Tensor, lengths: Optional[torch.Tensor] = None, *, backend: Optional[str] = None
+) -> torch.Tensor:
+    """Hard DTW cost (gamma -> 0 limit of :func:`soft_dtw`: min over monotone paths), [..., L, M] -> [...].
+    Not differentiable (computed under no_grad)."""
+    return _score(D, 1.0, passes_for("dtw"), lengths, backend, True, "hard_dtw")
+
+
+def hard_otam(
+    D: torch.Tensor,
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    bidirectional: bool = False,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """Hard OTAM cost (gamma -> 0 limit of :func:`soft_otam`), [..., L, M] -> [...].  Not differentiable."""
+    mode = "otam_both" if bidirectional else "otam"
+    return _score(D, 1.0, passes_for(mode), lengths, backend, True, "hard_otam")
+
+
+def cumulative_cost(
+    D: torch.Tensor,
+    mode: str = "dtw",
+    gamma: float = 0.0,
+    *,
+    prepadded: bool = False,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """The full cumulative-cost matrix R of one alignment (no gradient).
+
+    mode "dtw": D [..., L, M] -> R [..., L, M].  mode "otam": D [..., L, M] -> R [..., L, M+2] on the grid padded
+    with zero side columns; with ``prepadded=True`` D [..., L, W] already carries its side columns (as made by
+    ``OTAM_pad``; column 0 is treated as zero) and R is [..., L, W].  gamma = 0 (default) uses min (hard); gamma > 0
+    the soft-min.  The score of the whole alignment is ``R[..., -1, -1]``."""
+    if mode not in ("dtw", "otam"):
+        raise ValueError(f"cumulative_cost: mode must be 'dtw' or 'otam'; got {mode!r}")
+    if prepadded and mode != "otam":
+        raise ValueError("cumulative_cost: prepadded=True only applies to mode='otam'")
+    hard = float(gamma) == 0.0
+    gamma = 1.0 if hard else _check_gamma(gamma)
+    align_pass = OTAM_PREPADDED if prepadded else passes_for(mode)[0]
+    _check(D, None, "cumulative_cost")
+    flat = D.to(_compute_dtype(D)).reshape(-1, D.shape[-2], D.shape[-1])
+    B, L, M = flat.shape
+    Lg, Wg = align_pass.grid_shape(L, M)
+    name = resolve_backend(backend, D.device)
+    with torch.no_grad():
+        if name == "ref":
+            R = align_ref(flat, gamma, align_pass, None, hard=hard, return_matrix=True)
+        elif B == 0:
+            R = flat.new_zeros((0, Lg, Wg))
+        else:
+            kernels = _kernels(name)
+            _, state = kernels.scores(_on(kernels, flat).contiguous(), None, gamma, align_pass, hard)
+            R = kernels.matrix(state, B)
+    return R.to(device=D.device, dtype=D.dtype).reshape(*D.shape[:-2], Lg, Wg)
+
+
+def expected_alignment(
+    D: torch.Tensor,
+    gamma: float,
+    mode: str = "dtw",
+    lengths: Optional[torch.Tensor] = None,
+    *,
+    backend: Optional[str] = None,
+) -> torch.Tensor:
+    """Soft alignment matrix: the gradient of the soft score w.r.t. D, [..., L, M] -> [..., L, M].
+
+    Entry (l, m) is the probability that the Gibbs distribution over alignments (temperature gamma) passes through
+    cell (l, m); as gamma -> 0 it tends to the 0/1 indicator of the optimal path.  mode: "dtw", "otam" or
+    "otam_both" (sum of both directions' alignments, so entries lie in [0, 2]).  Zero outside ``lengths``."""
+    gamma = _check_gamma(gamma)
+    passes = passes_for(mode)
+    with torch.enable_grad():
+        leaf = D.detach().requires_grad_(True)
+        score = _score(leaf, gamma, passes, lengths, backend, False, "expected_alignment")
+        (grad,) = torch.autograd.grad(score.sum(), leaf)
+    return grad

@@ -1,0 +1,86 @@
+"""The Triton kernels agree with the numba CPU kernels: under triton's interpreter (TRITON_INTERPRET=1, CPU
+tensors, run in a subprocess because the variable must be set before triton is imported) and, when a GPU is
+present, on CUDA tensors."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+COMPARE_SCRIPT = textwrap.dedent(
+    """
+    import torch
+    from tempclr.modules.alignment import cumulative_cost, hard_otam, soft_dtw, soft_otam
+
+    def score(D, gamma, mode, lengths, backend):
+        if mode == "dtw":
+            return soft_dtw(D, gamma, lengths, backend=backend)
+        return soft_otam(D, gamma, lengths, bidirectional=(mode == "otam_both"), backend=backend)
+
+    gen = torch.Generator().manual_seed(0)
+    checked = 0
+    for dtype, tol, shapes, with_lengths in [
+        (torch.float64, 1e-10, [(5, 5), (3, 7)], [False, True]),
+        (torch.float32, 2e-5, [(6, 2)], [True]),
+    ]:
+        for (L, M) in shapes:
+            D = (torch.rand(3, L, M, generator=gen) * 2 - 0.5).to(dtype)
+            lengths = torch.stack([torch.randint(1, L + 1, (3,), generator=gen),
+                                   torch.randint(1, M + 1, (3,), generator=gen)], -1)
+            for mode in ["dtw", "otam", "otam_both"]:
+                for lens in [lengths if use else None for use in with_lengths]:
+                    results = {}
+                    for backend in ["triton", "cpu"]:
+                        X = D.clone().requires_grad_(True)
+                        out = score(X, 0.3, mode, lens, backend)
+                        (out * torch.arange(1, 4, dtype=dtype)).sum().backward()
+                        results[backend] = (out.detach(), X.grad)
+                    for what, a, b in [("value", results["triton"][0], results["cpu"][0]),
+                                       ("gradient", results["triton"][1], results["cpu"][1])]:
+                        err = (a - b).abs().max().item()
+                        assert err <= tol, f"{dtype} {L}x{M} {mode} lengths={lens is not None} {what}: {err}"
+                    checked += 1
+        for prepadded in [False, True]:
+            a = cumulative_cost(D, "otam", 0.0, prepadded=prepadded, backend="triton")
+            b = cumulative_cost(D, "otam", 0.0, prepadded=prepadded, backend="cpu")
+            assert torch.allclose(a, b, rtol=tol, atol=tol), f"matrix prepadded={prepadded}"
+        assert torch.allclose(hard_otam(D, lengths, backend="triton"), hard_otam(D, lengths, backend="cpu"))
+    print("checked", checked)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install triton, the project's triton extra)")
+def test_triton_kernels_match_cpu_under_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    proc = subprocess.run(
+        [sys.executable, "-c", COMPARE_SCRIPT], env=env, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
+    assert "checked 15" in proc.stdout, proc.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+def test_triton_kernels_match_cpu_on_gpu():
+    from tempclr.modules.alignment import expected_alignment, soft_dtw, soft_otam
+
+    gen = torch.Generator().manual_seed(1)
+    D = torch.rand(4, 64, 33, 47, generator=gen)
+    lengths = torch.stack([torch.randint(1, 34, (4, 64), generator=gen), torch.randint(1, 48, (4, 64), generator=gen)], -1)
+    for fn in [soft_dtw, lambda *a, **k: soft_otam(*a, bidirectional=True, **k)]:
+        gpu = fn(D.cuda(), 0.1, lengths.cuda())
+        cpu = fn(D, 0.1, lengths)
+        assert torch.allclose(gpu.cpu(), cpu, rtol=1e-5, atol=1e-4), (gpu.cpu() - cpu).abs().max()
+    for mode in ["dtw", "otam_both"]:
+        a = expected_alignment(D.cuda(), 0.1, mode, lengths.cuda()).cpu()
+        b = expected_alignment(D, 0.1, mode, lengths)
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max()
