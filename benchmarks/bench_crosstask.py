@@ -5,8 +5,11 @@ Each case first checks that the implementations give the same ``Y``, then times 
 ``--reps`` calls for the compiled path, best of 3 rounds of ``--ref-reps`` calls for the reference).
 ``--original dp`` also times CrossTask's own Cython ``dp`` (build ``dp.pyx`` of DmZhukov/CrossTask with
 ``python setup.py build_ext --inplace`` and put that folder on ``PYTHONPATH``).
+Then, when the demo data and the demo checkpoint exist, the whole zero-shot CrossTask evaluation of
+``configs/demo/test_crosstask_zs.yaml`` is timed in videos per second (run from the repository root).
 
     .venv/bin/python benchmarks/bench_crosstask.py [--reps 2000] [--ref-reps 3] [--original dp] [--json out.json]
+        [--zero-shot-config configs/demo/test_crosstask_zs.yaml]
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ import numpy as np
 from tempclr.evaluators.dp import dp, dp_reference
 
 DP_CASES = [(300, 10), (1000, 20)]  # (T seconds, K steps) per video
+ZERO_SHOT_CONFIG = "configs/demo/test_crosstask_zs.yaml"
 
 
 def neg_log_softmax_costs(rng: np.random.Generator, T: int, K: int) -> np.ndarray:
@@ -68,12 +72,41 @@ def bench_dp(T: int, K: int, reps: int, ref_reps: int, original_dp: Optional[Cal
     return row
 
 
-def bench_zero_shot_eval() -> Optional[dict]:
+def bench_zero_shot_eval(config_file: str = ZERO_SHOT_CONFIG, rounds: int = 2) -> Optional[dict]:
     """Whole zero-shot CrossTask evaluation on the demo data, in videos per second.
 
-    Needs the CrossTask predictor and a demo checkpoint, which are not part of this benchmark yet; returns
-    None until this function is given that measurement (``{"videos_per_s": ...}``)."""
-    return None
+    Times, best of ``rounds``, the evaluation ``predict.py`` runs for ``config_file`` (loading and windowing each
+    test video, the model on every window, window averaging, the DP, the metric), after building the data loader
+    and loading the checkpoint (not timed).  Predictions go to a temp folder.  Returns None, saying why, when the
+    demo data or the demo checkpoint is missing (``scripts/make_demo_data.py``, ``make demo``)."""
+    import torch
+
+    from tempclr.evaluators import Evaluator
+    from tempclr.tasks.task import Task
+    from tempclr.utils.load_config import cfg_get, load_config
+    from tempclr_cli.predict import build_dataloader
+
+    config = load_config(config_file=config_file)
+    needed = [str(cfg_get(config, "fairseq.common_eval.path")), str(cfg_get(config, "dataset.train_csv_path"))]
+    missing = [path for path in needed if not os.path.isfile(path)]
+    if missing:
+        print(f"zero-shot evaluation not measured: {', '.join(missing)} missing (make demo)", file=sys.stderr)
+        return None
+    task = Task.config_task(config)
+    dataloader = build_dataloader(task, config)
+    task.build_model()
+    task.load_checkpoint(needed[0])
+    evaluator = Evaluator(config, dataloader)
+    best, recall = float("inf"), None
+    with tempfile.TemporaryDirectory() as folder:
+        for _ in range(rounds):
+            start = time.perf_counter()
+            result = evaluator(task.model, output_file=os.path.join(folder, "predictions"))
+            best = min(best, time.perf_counter() - start)
+            recall = result["recall"]
+    n_videos = len(dataloader.dataset)
+    return {"videos": n_videos, "seconds": best, "videos_per_s": n_videos / best, "recall": recall,
+            "threads": torch.get_num_threads()}
 
 
 def write_json_atomic(path: str, payload: dict) -> None:
@@ -90,6 +123,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--original", default=None,
                         help="import name of a built CrossTask dp.pyx module (e.g. dp) to time as well")
     parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--zero-shot-config", default=ZERO_SHOT_CONFIG,
+                        help=f"evaluation config of the zero-shot timing (default {ZERO_SHOT_CONFIG})")
     args = parser.parse_args(argv)
 
     original_dp = importlib.import_module(args.original).dp if args.original else None
@@ -102,9 +137,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         original_cell = f" {row['original_ms']:.4f} |" if original_dp else ""
         print(f"| {row['T']} | {row['K']} | {row['compiled_ms']:.4f} |{original_cell} {row['reference_ms']:.1f} "
               f"| {row['speedup']:.0f}x |")
-    zero_shot = bench_zero_shot_eval()
+    zero_shot = bench_zero_shot_eval(args.zero_shot_config)
     if zero_shot is not None:
-        print(f"zero-shot CrossTask evaluation on the demo: {zero_shot['videos_per_s']:.1f} videos/s")
+        print(f"zero-shot CrossTask evaluation on the demo: {zero_shot['videos_per_s']:.1f} videos/s "
+              f"({zero_shot['videos']} videos in {zero_shot['seconds']:.2f} s, recall {zero_shot['recall']:.3f}, "
+              f"{zero_shot['threads']} torch threads)")
     if args.json:
         write_json_atomic(args.json, {"dp": rows, "zero_shot_eval": zero_shot})
     return 0

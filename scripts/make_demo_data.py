@@ -30,6 +30,7 @@ from pretokenization import pretokenize  # noqa: E402
 from shard_feature import shard_features  # noqa: E402
 
 from tempclr.datasets.demo_bert import write_tiny_bert  # noqa: E402
+from tempclr.datasets.demo_crosstask import write_crosstask_release  # noqa: E402
 from tempclr.datasets.demo_how2 import write_demo_how2  # noqa: E402
 from tempclr.datasets.demo_world import World  # noqa: E402
 
@@ -50,7 +51,9 @@ def _build(folder: str, seed: int, n_train: int, n_val: int, shard_size: int) ->
                            os.path.join(how2_dir, "how2_s3d_val.lst"), shard_dir, shard_size)
     n_captions = pretokenize(os.path.join(how2_dir, "raw_caption.json"), os.path.join(folder, "bert"), shard_dir,
                              prefix=TEXT_PREFIX)
+    crosstask = write_crosstask_release(world, os.path.join(folder, "crosstask"), seed=seed, videos_per_task=14)
     description = world.to_json()
+    description["crosstask"] = crosstask
     description["how2"] = {"n_train": n_train, "n_val": n_val, "shard_size": shard_size, "text_prefix": TEXT_PREFIX}
     with open(os.path.join(folder, "world.json"), "w", encoding="utf-8") as f:
         json.dump(description, f, indent=1)

@@ -61,15 +61,16 @@ def read_shard_meta(vfeat_dir: str, split: str) -> Dict[str, Tuple[int, int]]:
 
 
 class _ShardCache:
-    """Opens each shard's memmaps once, on first use (per worker process)."""
+    """Opens each shard's memmaps once, on first use (per worker process).  ``prefix_format`` holds one ``{}``
+    for the shard id (a string, so the cache pickles into spawned/forkserver workers)."""
 
-    def __init__(self, prefix_of_shard):
-        self.prefix_of_shard = prefix_of_shard
+    def __init__(self, prefix_format: str):
+        self.prefix_format = prefix_format
         self.shards: Dict[int, ShardedTensor] = {}
 
     def get(self, shard_id: int) -> ShardedTensor:
         if shard_id not in self.shards:
-            self.shards[shard_id] = ShardedTensor.load(self.prefix_of_shard(shard_id), mmap_mode="r")
+            self.shards[shard_id] = ShardedTensor.load(self.prefix_format.format(shard_id), mmap_mode="r")
         return self.shards[shard_id]
 
 
@@ -80,7 +81,7 @@ class ShardedVideoProcessor(Processor):
         super().__init__(config)
         vfeat_dir = str(cfg_get(config, "vfeat_dir"))
         split = shard_split_name(cfg_get(config, "split"))
-        self.cache = _ShardCache(lambda k: os.path.join(vfeat_dir, f"{split}_{k}"))
+        self.cache = _ShardCache(os.path.join(vfeat_dir.replace("{", "{{").replace("}", "}}"), split + "_{}"))
 
     def __call__(self, key: Tuple[str, int, int, int]) -> np.ndarray:
         return self.cache.get(key[2])[key[3]]
@@ -94,8 +95,9 @@ class ShardedTextProcessor(Processor):
         super().__init__(config)
         tfeat_dir = str(cfg_get(config, "tfeat_dir"))
         split = shard_split_name(cfg_get(config, "split"))
-        self.startends = _ShardCache(lambda k: f"{tfeat_dir}{split}_{k}.startends")
-        self.caps_ids = _ShardCache(lambda k: f"{tfeat_dir}{split}_{k}.caps_ids")
+        prefix = tfeat_dir.replace("{", "{{").replace("}", "}}") + split + "_{}"
+        self.startends = _ShardCache(prefix + ".startends")
+        self.caps_ids = _ShardCache(prefix + ".caps_ids")
 
     def __call__(self, key: Tuple[str, int, int, int]) -> Dict[str, List]:
         startends = np.asarray(self.startends.get(key[2])[key[3]])

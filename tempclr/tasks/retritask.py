@@ -118,8 +118,8 @@ class VideoRetriTask(RetriTask):
         clips = int(cfg_get(self.config, "dataset.clip_per_video", 1))
         if clips <= 1:
             return super().reshape_subsample(sample)
-        caps = sample["caps"]
-        if caps.dim() == 4 and caps.size(0) != 1:
+        caps = sample.get("caps")
+        if caps is not None and caps.dim() == 4 and caps.size(0) != 1:
             raise ValueError("VideoRetriTask needs fairseq.dataset.batch_size: 1 (one group of videos per batch)")
         out = {}
         for key, value in sample.items():

@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""Offline evaluation: ``python tempclr_cli/predict.py CONFIG`` (what ``locallaunch.py --jobtype local_predict``
+runs).  REFERENCE §2.5, with these changes:
+
+- the checkpoint sweep (when ``fairseq.common_eval.path`` does not contain "best", every ``checkpoint*.pt`` beside
+  ``eval.save_path``'s parent is evaluated) says which split selected the best checkpoint, and warns loudly when
+  that is the test split;
+- the best result is the maximum of ``metric_names[0]`` (the original started from 0.0 with a strict ``>``);
+- it runs on CUDA when available, else CPU; loader workers come from ``fairseq.dataset.num_workers``.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+from torch.utils.data import DataLoader  # noqa: E402
+
+from tempclr.evaluators import Evaluator  # noqa: E402
+from tempclr.tasks.task import Task  # noqa: E402
+from tempclr.utils.load_config import cfg_get, load_config  # noqa: E402
+
+
+def build_dataloader(task: Task, config) -> DataLoader:
+    task.build_dataset()
+    if task.test_data is None:
+        raise ValueError("an evaluation config needs 'dataset.split: test' and 'dataset.test_path'")
+    return DataLoader(task.test_data, batch_size=int(cfg_get(config, "fairseq.dataset.batch_size", 1)),
+                      shuffle=False, num_workers=int(cfg_get(config, "fairseq.dataset.num_workers", 0)),
+                      collate_fn=task.test_data.collater)
+
+
+def checkpoints_to_evaluate(config) -> list:
+    """``common_eval.path`` last; before it, when that path does not name a 'best' checkpoint, every
+    ``checkpoint*.pt`` in the folder above ``eval.save_path`` (the original's sweep)."""
+    path = cfg_get(config, "fairseq.common_eval.path")
+    if path is None:
+        raise ValueError("an evaluation config needs 'fairseq.common_eval.path' (the checkpoint to evaluate)")
+    sweep = []
+    if "best" not in os.path.basename(str(path)):
+        folder = os.path.dirname(str(cfg_get(config, "eval.save_path", ".")).rstrip("/"))
+        sweep = sorted(p for p in glob.glob(os.path.join(folder, "checkpoint*.pt")) if p != str(path))
+    return sweep + [str(path)]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="evaluate checkpoints with a tempclr test config")
+    parser.add_argument("taskconfig")
+    args = parser.parse_args(argv)
+    if not os.path.basename(args.taskconfig).startswith("test"):
+        raise ValueError(f"{args.taskconfig}: evaluation configs are named test*.yaml (the original's convention)")
+    config = load_config(config_file=args.taskconfig)
+    task = Task.config_task(config)
+    dataloader = build_dataloader(task, config)
+    checkpoints = checkpoints_to_evaluate(config)
+    missing = [p for p in checkpoints if not os.path.isfile(p)]
+    if missing:
+        raise FileNotFoundError(f"checkpoint {missing[-1]} (fairseq.common_eval.path) does not exist; train one "
+                                "first or put the released checkpoint there (see README 'Checkpoints')")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    task.build_model()
+    task.model.to(device)
+    evaluator = Evaluator(config, dataloader)
+    results = []
+    for path in checkpoints:
+        task.load_checkpoint(path)
+        name = os.path.splitext(os.path.basename(path))[0]
+        output = "merged" if path == checkpoints[-1] else f"{name}_merged"
+        print(f"evaluating {path}", flush=True)
+        result = evaluator(task.model, output_file=output)
+        evaluator.metric.print_computed_metrics(result)
+        results.append((path, result))
+    if len(results) > 1:
+        split = cfg_get(config, "dataset.split")
+        source = cfg_get(config, f"dataset.{ {'test': 'test_path', 'valid': 'val_path'}.get(split, 'test_path') }")
+        best_path, best = max(results, key=lambda r: evaluator.metric.best_metric(r[1]))
+        print(f"best results (selected on split '{split}', {source}, by {evaluator.metric.metric_names[0]}):")
+        if split == "test":
+            print("WARNING: this checkpoint was selected on the test split; report it only as an oracle "
+                  "upper bound, select on a validation split for a fair number")
+        print(best_path)
+        evaluator.metric.print_computed_metrics(best)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""AlignRetriTask (REFERENCE §6.4): clip selection, shuffled-order negatives and the loss, by hand."""
+import math
+import random
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from tempclr.tasks.alignretritask import (AlignRetriTask, evenly_spaced, freeze_all_but_layernorm,
+                                          nonoverlapped_indices, sample_shuffled_orders)
+
+
+def soft_min(values, gamma):
+    low = min(values)
+    return low - gamma * math.log(sum(math.exp(-(v - low) / gamma) for v in values))
+
+
+def dtw_by_hand(D, gamma):
+    """REFERENCE §6.2 soft-DTW, cell by cell, returning R[L-1][M-1]."""
+    L, M = len(D), len(D[0])
+    R = [[0.0] * M for _ in range(L)]
+    for i in range(L):
+        for j in range(M):
+            if i == 0 and j == 0:
+                R[i][j] = D[0][0]
+            elif i == 0:
+                R[i][j] = D[i][j] + R[i][j - 1]
+            elif j == 0:
+                R[i][j] = D[i][j] + R[i - 1][j]
+            else:
+                R[i][j] = D[i][j] + soft_min([R[i - 1][j - 1], R[i][j - 1], R[i - 1][j]], gamma)
+    return R[L - 1][M - 1]
+
+
+def otam_by_hand(D, gamma):
+    """REFERENCE §6.2 soft-OTAM (one direction, zero side columns), returning R[L-1][M+1]."""
+    L, M = len(D), len(D[0])
+    P = [[0.0] + list(row) + [0.0] for row in D]
+    R = [[0.0] * (M + 2) for _ in range(L)]
+    for j in range(1, M + 2):
+        R[0][j] = P[0][j] + R[0][j - 1]
+    for i in range(1, L):
+        R[i][1] = P[i][1] + soft_min([R[i - 1][0], R[i - 1][1], R[i][0]], gamma)
+        for j in range(2, M + 1):
+            R[i][j] = P[i][j] + soft_min([R[i - 1][j - 1], R[i][j - 1]], gamma)
+        R[i][M + 1] = P[i][M + 1] + soft_min([R[i - 1][M], R[i - 1][M + 1], R[i][M]], gamma)
+    return R[L - 1][M + 1]
+
+
+def cosine(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)) + 0.01)
+
+
+def make_task(metric, threshold=3, sample_size=4, clips=6):
+    config = OmegaConf.create({"dataset": {"clip_per_video": clips},
+                               "alignment": {"metric": metric, "sampling_threshold": threshold,
+                                             "total_sample_size": sample_size, "alignment_loss_coeff": 0.7}})
+    return AlignRetriTask(config)
+
+
+# two videos of 6 sorted clips; video 0 has 4 non-overlapping clips (0, 2, 3, 5), video 1 only 1
+# (a kept clip must leave a caption and a second of gap: ends are exclusive)
+TEXT_START = [0, 0, 3, 5, 5, 7] + [0, 0, 1, 1, 2, 2]
+TEXT_END = [2, 3, 4, 6, 7, 8] + [3, 3, 4, 4, 5, 5]
+VIDEO_START = [0, 1, 10, 20, 21, 30] + [0, 5, 5, 6, 7, 8]
+VIDEO_END = [8, 9, 15, 25, 28, 40] + [9, 9, 9, 9, 9, 9]
+
+
+def test_selection_helpers():
+    assert nonoverlapped_indices(TEXT_START[:6], TEXT_END[:6], VIDEO_START[:6], VIDEO_END[:6]) == [0, 2, 3, 5]
+    assert nonoverlapped_indices(TEXT_START[6:], TEXT_END[6:], VIDEO_START[6:], VIDEO_END[6:]) == [0]
+    assert evenly_spaced(4, 3) == [0, 1, 3] and evenly_spaced(5, 5) == [0, 1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("length,count", [(3, 5), (3, 31), (5, 31), (10, 31), (20, 63)])
+def test_shuffled_orders_distinct_and_not_identity(length, count):
+    orders = sample_shuffled_orders(length, count, random.Random(0))
+    assert len(orders) == min(count, math.factorial(length) - 1)
+    assert len({tuple(o) for o in orders}) == len(orders)
+    assert all(sorted(o) == list(range(length)) and o != list(range(length)) for o in orders)
+
+
+@pytest.mark.parametrize("metric", ["dtw", "otam"])
+def test_alignment_loss_equals_hand_computation(metric):
+    torch.manual_seed(0)
+    video = torch.randn(12, 5, dtype=torch.float64)
+    text = torch.randn(12, 5, dtype=torch.float64)
+    task = make_task(metric)
+    random.seed(7)
+    loss = task.alignment_loss(video, text, *(torch.tensor(x) for x in (TEXT_START, TEXT_END, VIDEO_START,
+                                                                         VIDEO_END)))
+    # by hand: only video 0 qualifies; kept clips 0, 2, 3, 5 -> evenly spaced 3 of them: 0, 2, 5
+    random.seed(7)
+    orders = [[0, 1, 2]] + sample_shuffled_orders(3, 3, random)
+    picked = [0, 2, 5]
+    dist = [[1 - cosine(text[t].tolist(), video[v].tolist()) for v in picked] for t in picked]
+    scores = []
+    for order in orders:
+        shuffled = [dist[r] for r in order]                                   # sentences shuffled
+        keys = [[shuffled[t][v] for t in range(3)] for v in range(3)]         # rows = video, cols = text
+        if metric == "dtw":
+            scores.append(dtw_by_hand(keys, 0.1))
+        else:
+            transposed = [list(col) for col in zip(*keys)]
+            scores.append(otam_by_hand(keys, 0.1) + otam_by_hand(transposed, 0.1))
+    logits = [-s for s in scores]
+    expected = -(logits[0] - math.log(sum(math.exp(x) for x in logits)))
+    assert abs(loss.item() - expected) < 1e-9
+
+
+def test_no_qualifying_video_gives_zero_on_input_device_and_dtype():
+    task = make_task("dtw", threshold=5)
+    video = torch.randn(12, 5, dtype=torch.float64, requires_grad=True)
+    loss = task.alignment_loss(video, torch.randn(12, 5, dtype=torch.float64),
+                               *(torch.tensor(x) for x in (TEXT_START, TEXT_END, VIDEO_START, VIDEO_END)))
+    assert loss.item() == 0 and loss.dtype == torch.float64 and loss.device == video.device
+
+
+def test_total_loss_mixes_contrastive_and_alignment():
+    from tempclr.losses import MMContraLoss
+
+    class Tower(torch.nn.Module):
+        def forward(self, pooled_video, pooled_text, **kwargs):
+            return {"pooled_video": pooled_video, "pooled_text": pooled_text}
+
+    torch.manual_seed(1)
+    task = make_task("dtw")
+    task.loss_fn = MMContraLoss()
+    sample = {"pooled_video": torch.randn(12, 5), "pooled_text": torch.randn(12, 5)}
+    sample.update({k: torch.tensor(v) for k, v in zip(("text_start", "text_end", "video_start", "video_end"),
+                                                       (TEXT_START, TEXT_END, VIDEO_START, VIDEO_END))})
+    random.seed(3)
+    out = task(Tower(), dict(sample))
+    random.seed(3)
+    align = task.alignment_loss(sample["pooled_video"], sample["pooled_text"], sample["text_start"],
+                                sample["text_end"], sample["video_start"], sample["video_end"])
+    contrastive = MMContraLoss()(sample["pooled_video"], sample["pooled_text"])
+    assert torch.allclose(out["loss"], 0.3 * contrastive + 0.7 * align)
+    assert torch.allclose(out["align_loss"], align) and torch.allclose(out["contrastive_loss"], contrastive)
+
+
+def test_layernorm_only_leaves_layernorms_trainable():
+    model = torch.nn.ModuleDict({"block": torch.nn.ModuleDict({"dense": torch.nn.Linear(3, 3),
+                                                               "LayerNorm": torch.nn.LayerNorm(3)})})
+    assert freeze_all_but_layernorm(model) == 6
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"block.LayerNorm.weight", "block.LayerNorm.bias"}
