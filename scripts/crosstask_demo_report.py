@@ -18,10 +18,8 @@ Needs ``data/demo`` with its CrossTask release (``scripts/make_demo_data.py``) a
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
-import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -32,6 +30,7 @@ from tempclr.evaluators import Evaluator  # noqa: E402
 from tempclr.evaluators.timeline import plot_timeline  # noqa: E402
 from tempclr.processors.crosstask_release import read_annotation  # noqa: E402
 from tempclr.tasks.task import Task  # noqa: E402
+from tempclr.utils.fileio import atomic_path, write_json_atomic  # noqa: E402
 from tempclr.utils.load_config import cfg_get, load_config  # noqa: E402
 from tempclr_cli.predict import build_dataloader  # noqa: E402
 
@@ -40,16 +39,8 @@ DEFAULT_CONFIG = "configs/demo/test_crosstask_zs.yaml"
 
 def save_untrained_checkpoint(model: torch.nn.Module, path: str) -> str:
     """``{"model": state_dict}`` of ``model`` written atomically to ``path``."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".ckpt.", suffix=".pt")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"model": model.state_dict()}, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -65,13 +56,6 @@ def write_timelines(outputs: dict, meta_processor, annotation_dir: str, folder: 
             paths.append(plot_timeline(y_pred, intervals, steps, os.path.join(folder, f"{task}_{vid}.png"),
                                        title=f"task {task}, video {vid}: predicted (marker) vs annotated (bar)"))
     return paths
-
-
-def write_json_atomic(path: str, payload: dict) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".report.", suffix=".json")
-    with os.fdopen(fd, "w") as f:
-        json.dump(payload, f, indent=2)
-    os.replace(tmp, path)
 
 
 def main(argv=None) -> int:

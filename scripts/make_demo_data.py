@@ -20,9 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -33,6 +31,7 @@ from tempclr.datasets.demo_bert import write_tiny_bert  # noqa: E402
 from tempclr.datasets.demo_crosstask import write_crosstask_release  # noqa: E402
 from tempclr.datasets.demo_how2 import write_demo_how2  # noqa: E402
 from tempclr.datasets.demo_world import World  # noqa: E402
+from tempclr.utils.fileio import atomic_dir  # noqa: E402
 
 __all__ = ["make_demo_data", "TEXT_PREFIX"]
 
@@ -80,22 +79,8 @@ def make_demo_data(out: str = "data/demo", seed: int = 0, n_train: int = 384, n_
     start = time.perf_counter()
     out = os.path.abspath(out)
     _check_replaceable(out)
-    parent = os.path.dirname(out)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.tmp-", dir=parent)
-    try:
+    with atomic_dir(out) as tmp:
         summary = _build(tmp, seed, n_train, n_val, shard_size)
-        os.chmod(tmp, 0o755)
-        if os.path.lexists(out):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out)}.old-", dir=parent)
-            os.replace(out, os.path.join(old, "previous"))
-            os.replace(tmp, out)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     summary["bytes"] = _folder_bytes(out)
     summary["seconds"] = round(time.perf_counter() - start, 2)
     return summary

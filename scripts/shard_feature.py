@@ -17,11 +17,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import pickle
-import tempfile
 
 import numpy as np
 
+from tempclr.utils.fileio import write_pickle_atomic
 from tempclr.utils.shardedtensor import write_sharded
 
 __all__ = ["read_video_list", "shard_split", "shard_features"]
@@ -69,18 +68,6 @@ def _feature_headers(feat_dir: str, video_ids: list[str], list_path: str) -> tup
     return shapes, first[2]
 
 
-def _save_pickle_atomic(path: str, obj: object) -> None:
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp.", suffix=".pkl")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=4)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def shard_split(feat_dir: str, list_path: str, shard_dir: str, split: str,
                 shard_size: int = 4096) -> dict[int, list[str]]:
     """Shard one split; returns (and writes as ``{split}_meta.pkl``) ``{k: [video_id, ...]}``."""
@@ -97,7 +84,7 @@ def shard_split(feat_dir: str, list_path: str, shard_dir: str, split: str,
         write_sharded(os.path.join(shard_dir, f"{split}_{k}"), [s[0] for s in shapes[first:first + shard_size]],
                       row_shape, dtype, arrays)
         meta[k] = ids
-    _save_pickle_atomic(os.path.join(shard_dir, f"{split}_meta.pkl"), meta)
+    write_pickle_atomic(os.path.join(shard_dir, f"{split}_meta.pkl"), meta)
     return meta
 
 

@@ -13,6 +13,8 @@ import os
 import string
 from typing import Sequence
 
+from tempclr.utils.fileio import write_text_atomic
+
 __all__ = ["SPECIAL_TOKENS", "TINY_BERT_CONFIG", "train_wordpiece_vocab", "write_tiny_bert"]
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")   # [PAD] = 0, as the aligners assume
@@ -40,13 +42,6 @@ def train_wordpiece_vocab(corpus: Sequence[str], max_vocab_size: int = 4000) -> 
     return sorted(vocab, key=vocab.__getitem__)
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def write_tiny_bert(folder: str, corpus: Sequence[str], seed: int) -> dict:
     """Write ``vocab.txt``, the tokenizer files, ``config.json`` and ``model.safetensors`` into ``folder``.
 
@@ -60,7 +55,7 @@ def write_tiny_bert(folder: str, corpus: Sequence[str], seed: int) -> dict:
     os.makedirs(folder, exist_ok=True)
     vocab = train_wordpiece_vocab(corpus)
     vocab_path = os.path.join(folder, "vocab.txt")
-    _write_text_atomic(vocab_path, "".join(token + "\n" for token in vocab))
+    write_text_atomic(vocab_path, "".join(token + "\n" for token in vocab))
     tokenizer = BertTokenizerFast(vocab=vocab_path, do_lower_case=True,
                                   model_max_length=TINY_BERT_CONFIG["max_position_embeddings"])
     if len(tokenizer) != len(vocab):

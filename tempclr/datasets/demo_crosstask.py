@@ -23,13 +23,12 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any
 
 import numpy as np
 
 from tempclr.datasets.demo_world import Task, World
+from tempclr.utils.fileio import atomic_dir
 
 __all__ = ["CROSSTASK_CODE", "RELATED_TASKS", "crosstask_video_id", "write_crosstask_release"]
 
@@ -140,20 +139,6 @@ def write_crosstask_release(world: World, out_dir: str, seed: int = 0, videos_pe
                          "least 2 videos per task for the train/test split")
     out_dir = os.path.abspath(out_dir)
     _check_replaceable(out_dir)
-    parent = os.path.dirname(out_dir)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
-    try:
+    with atomic_dir(out_dir) as tmp:
         summary = _build(tmp, world, seed, videos_per_task, val_per_task, related_videos)
-        os.chmod(tmp, 0o755)
-        if os.path.lexists(out_dir):
-            old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
-            os.replace(out_dir, os.path.join(old, "previous"))
-            os.replace(tmp, out_dir)
-            shutil.rmtree(old)
-        else:
-            os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary

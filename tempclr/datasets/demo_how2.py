@@ -19,6 +19,7 @@ import os
 import numpy as np
 
 from tempclr.datasets.demo_world import World
+from tempclr.utils.fileio import save_npy_atomic, write_text_atomic
 
 __all__ = ["HOW2_CODE", "how2_video_id", "write_demo_how2"]
 
@@ -30,20 +31,6 @@ def how2_video_id(index: int) -> str:
     if not 0 <= index < 100_000:
         raise ValueError(f"demo video index {index} does not fit 5 digits")
     return f"demo_how2_{index:05d}"
-
-
-def _write_atomic(path: str, text: str) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def _save_npy_atomic(path: str, array: np.ndarray) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, array, allow_pickle=False)
-    os.replace(tmp, path)
 
 
 def write_demo_how2(world: World, how2_dir: str, feat_dir: str, n_train: int, n_val: int) -> dict[str, list[str]]:
@@ -58,14 +45,14 @@ def write_demo_how2(world: World, how2_dir: str, feat_dir: str, n_train: int, n_
         rng = np.random.default_rng([world.seed, HOW2_CODE, index])
         task = world.tasks[int(rng.integers(len(world.tasks)))]
         video = world.sample_video(rng, task)
-        _save_npy_atomic(os.path.join(feat_dir, f"{video_id}.npy"), video.features)
+        save_npy_atomic(os.path.join(feat_dir, f"{video_id}.npy"), video.features)
         captions[video_id] = {"start": [c[0] for c in video.captions], "end": [c[1] for c in video.captions],
                               "text": [c[2] for c in video.captions]}
         steps[video_id] = {"task": task.id, "steps": [list(s) for s in video.steps]}
     ids = {"train": [how2_video_id(i) for i in range(n_train)],
            "val": [how2_video_id(i) for i in range(n_train, n_train + n_val)]}
     for split, split_ids in ids.items():
-        _write_atomic(os.path.join(how2_dir, f"how2_s3d_{split}.lst"), "".join(v + "\n" for v in split_ids))
-    _write_atomic(os.path.join(how2_dir, "raw_caption.json"), json.dumps(captions))
-    _write_atomic(os.path.join(how2_dir, "demo_steps.json"), json.dumps(steps))
+        write_text_atomic(os.path.join(how2_dir, f"how2_s3d_{split}.lst"), "".join(v + "\n" for v in split_ids))
+    write_text_atomic(os.path.join(how2_dir, "raw_caption.json"), json.dumps(captions))
+    write_text_atomic(os.path.join(how2_dir, "demo_steps.json"), json.dumps(steps))
     return ids

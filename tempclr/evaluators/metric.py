@@ -17,14 +17,13 @@ Changes from MMPT ``mmpt/evaluators/metric.py``:
 """
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from tempclr.utils.fileio import write_json_atomic
 
 __all__ = ["Metric", "RetrievalMetric", "CrossTaskMetric", "pessimistic_ranks"]
 
@@ -65,16 +64,7 @@ class Metric(ABC):
 
     def save_metrics(self, fn: str, metrics: Mapping[str, Any]) -> None:
         """Write ``metrics`` to ``fn`` as JSON (numpy values converted), atomically via a temp file."""
-        directory = os.path.dirname(os.path.abspath(fn))
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".metrics.", suffix=".json.tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fw:
-                json.dump(dict(metrics), fw, indent=2, default=_to_json)
-            os.replace(tmp, fn)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_json_atomic(fn, dict(metrics), default=_to_json)
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -2,12 +2,11 @@
 from __future__ import annotations
 
 import os
-import pickle
-import tempfile
 from typing import Any, Dict, Optional
 
 import torch
 
+from tempclr.utils.fileio import write_pickle_atomic
 from tempclr.utils.load_config import cfg_get
 
 
@@ -58,14 +57,5 @@ class Predictor:
         name = output_file or default
         name = name[: -len(".pkl")] if name.endswith(".pkl") else name
         path = name + ".pkl" if os.path.isabs(name) else os.path.join(str(self.pred_dir), name + ".pkl")
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".pred.", suffix=".pkl")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pickle.dump(predictions, f)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        write_pickle_atomic(path, predictions)
         return path

@@ -9,11 +9,11 @@ needed) and written atomically as PNG.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
+
+from tempclr.utils.fileio import atomic_path
 
 __all__ = ["plot_timeline"]
 
@@ -71,14 +71,5 @@ def plot_timeline(y_pred: np.ndarray, intervals: Sequence[Interval], step_names:
 
 
 def _save_atomic(figure, path: str) -> None:
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".timeline.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

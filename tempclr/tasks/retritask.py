@@ -10,16 +10,15 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import tempfile
 from typing import Any, Dict, List
 
-import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from tempclr.modules.retri import VectorRetriever
 from tempclr.modules.vectorpool import VideoVectorPool
 from tempclr.utils import get_rank, get_world_size, set_seed
+from tempclr.utils.fileio import write_pickle_atomic
 from tempclr.utils.load_config import cfg_get
 
 from .task import Task
@@ -140,16 +139,3 @@ def flatten_video_clips(batch: Dict[str, Any], device: torch.device, dtype: torc
         value = batch[key].flatten(0, 1).to(device)
         out[key] = value.to(dtype) if value.is_floating_point() else value
     return out
-
-
-def write_pickle_atomic(path: str, obj: Any) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp.", suffix=".pkl")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

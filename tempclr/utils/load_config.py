@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
+
+from .fileio import write_text_atomic
 
 __all__ = ["cfg_get", "recursive_config", "load_config", "next_run_dir", "save_config_atomic"]
 
@@ -72,16 +73,7 @@ def next_run_dir(save_dir: str, logdir: str) -> str:
 
 def save_config_atomic(config: DictConfig, path: str) -> None:
     """Write ``config`` as YAML to ``path`` through a temp file in the same folder."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".config.", suffix=".yaml")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(OmegaConf.to_yaml(config))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_text_atomic(path, OmegaConf.to_yaml(config))
 
 
 def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: bool = False) -> DictConfig:

@@ -1,26 +1,17 @@
 """Pictures: the clip × caption distance matrix with the soft alignment drawn over it."""
 from __future__ import annotations
 
-import os
-import tempfile
 from typing import Sequence
 
 import numpy as np
 
+from .fileio import atomic_path
+
 
 def save_figure_atomic(figure, path: str, dpi: int = 120) -> str:
     """Save a matplotlib figure as PNG through a temp file in the target folder."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".plot.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".png") as tmp:
         figure.savefig(tmp, dpi=dpi, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 

@@ -21,6 +21,8 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from .fileio import save_npy_atomic
+
 __all__ = ["ShardedTensor", "write_sharded", "shard_paths"]
 
 _FIX_HINT = ("re-create the shard: scripts/shard_feature.py writes video shards, scripts/pretokenization.py "
@@ -51,20 +53,6 @@ def _check_starts(starts: np.ndarray, n_rows: int, source: str) -> np.ndarray:
         raise ValueError(f"{source}: starts[-1]={starts[-1]} does not equal the number of data rows {n_rows} "
                          f"(data and starts files are from different runs or truncated); {_FIX_HINT}")
     return starts.astype(np.int64, copy=False)
-
-
-def _save_npy_atomic(path: str, array: np.ndarray) -> None:
-    """``np.save`` to a temp file in the same folder, then ``os.replace`` onto ``path``."""
-    folder = os.path.dirname(path) or "."
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp.", suffix=".npy")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array, allow_pickle=False)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def write_sharded(path_prefix: str, lengths: Sequence[int], row_shape: tuple[int, ...], dtype: np.dtype,
@@ -110,7 +98,7 @@ def write_sharded(path_prefix: str, lengths: Sequence[int], row_shape: tuple[int
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    _save_npy_atomic(starts_path, starts)
+    save_npy_atomic(starts_path, starts)
 
 
 class ShardedTensor:
@@ -145,8 +133,8 @@ class ShardedTensor:
     def save(self, path_prefix: str) -> None:
         """Write ``<path_prefix>_starts.npy`` and ``<path_prefix>_data.npy`` (each atomically)."""
         starts_path, data_path = shard_paths(path_prefix)
-        _save_npy_atomic(data_path, np.ascontiguousarray(self.data))
-        _save_npy_atomic(starts_path, self.starts)
+        save_npy_atomic(data_path, np.ascontiguousarray(self.data))
+        save_npy_atomic(starts_path, self.starts)
 
     @classmethod
     def load(cls, path_prefix: str, mmap_mode: Optional[str] = "r") -> "ShardedTensor":

@@ -1,0 +1,39 @@
+"""Atomic writes: a failed write leaves neither a partial file nor a temp file behind."""
+import os
+
+import pytest
+
+from tempclr.utils.fileio import atomic_dir, atomic_path, write_json_atomic, write_pickle_atomic
+
+
+def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
+    target = tmp_path / "out.json"
+    write_json_atomic(str(target), {"a": 1})
+    with pytest.raises(RuntimeError):
+        with atomic_path(str(target)) as tmp:
+            open(tmp, "w").write("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text().replace(" ", "").replace("\n", "") == '{"a":1}'
+    assert os.listdir(tmp_path) == ["out.json"]
+
+
+def test_unserialisable_payload_leaves_nothing(tmp_path):
+    with pytest.raises(TypeError):
+        write_json_atomic(str(tmp_path / "x.json"), {"f": object()})
+    with pytest.raises(Exception):
+        write_pickle_atomic(str(tmp_path / "x.pkl"), lambda: 0)
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_dir_replaces_only_on_success(tmp_path):
+    out = tmp_path / "release"
+    with atomic_dir(str(out)) as tmp:
+        open(os.path.join(tmp, "v1"), "w").write("1")
+    with pytest.raises(ValueError):
+        with atomic_dir(str(out)) as tmp:
+            open(os.path.join(tmp, "v2"), "w").write("2")
+            raise ValueError("generator failed")
+    assert os.listdir(out) == ["v1"] and os.listdir(tmp_path) == ["release"]
+    with atomic_dir(str(out)) as tmp:
+        open(os.path.join(tmp, "v3"), "w").write("3")
+    assert os.listdir(out) == ["v3"] and os.listdir(tmp_path) == ["release"]
