@@ -5,46 +5,10 @@ import random
 import pytest
 import torch
 from omegaconf import OmegaConf
+from recurrences import soft_dtw_plain, soft_otam_plain
 
 from tempclr.tasks.alignretritask import (AlignRetriTask, evenly_spaced, freeze_all_but_layernorm,
                                           nonoverlapped_indices, sample_shuffled_orders)
-
-
-def soft_min(values, gamma):
-    low = min(values)
-    return low - gamma * math.log(sum(math.exp(-(v - low) / gamma) for v in values))
-
-
-def dtw_by_hand(D, gamma):
-    """REFERENCE §6.2 soft-DTW, cell by cell, returning R[L-1][M-1]."""
-    L, M = len(D), len(D[0])
-    R = [[0.0] * M for _ in range(L)]
-    for i in range(L):
-        for j in range(M):
-            if i == 0 and j == 0:
-                R[i][j] = D[0][0]
-            elif i == 0:
-                R[i][j] = D[i][j] + R[i][j - 1]
-            elif j == 0:
-                R[i][j] = D[i][j] + R[i - 1][j]
-            else:
-                R[i][j] = D[i][j] + soft_min([R[i - 1][j - 1], R[i][j - 1], R[i - 1][j]], gamma)
-    return R[L - 1][M - 1]
-
-
-def otam_by_hand(D, gamma):
-    """REFERENCE §6.2 soft-OTAM (one direction, zero side columns), returning R[L-1][M+1]."""
-    L, M = len(D), len(D[0])
-    P = [[0.0] + list(row) + [0.0] for row in D]
-    R = [[0.0] * (M + 2) for _ in range(L)]
-    for j in range(1, M + 2):
-        R[0][j] = P[0][j] + R[0][j - 1]
-    for i in range(1, L):
-        R[i][1] = P[i][1] + soft_min([R[i - 1][0], R[i - 1][1], R[i][0]], gamma)
-        for j in range(2, M + 1):
-            R[i][j] = P[i][j] + soft_min([R[i - 1][j - 1], R[i][j - 1]], gamma)
-        R[i][M + 1] = P[i][M + 1] + soft_min([R[i - 1][M], R[i - 1][M + 1], R[i][M]], gamma)
-    return R[L - 1][M + 1]
 
 
 def cosine(a, b):
@@ -100,10 +64,10 @@ def test_alignment_loss_equals_hand_computation(metric):
         shuffled = [dist[r] for r in order]                                   # sentences shuffled
         keys = [[shuffled[t][v] for t in range(3)] for v in range(3)]         # rows = video, cols = text
         if metric == "dtw":
-            scores.append(dtw_by_hand(keys, 0.1))
+            scores.append(soft_dtw_plain(keys, 0.1))
         else:
             transposed = [list(col) for col in zip(*keys)]
-            scores.append(otam_by_hand(keys, 0.1) + otam_by_hand(transposed, 0.1))
+            scores.append(soft_otam_plain(keys, 0.1) + soft_otam_plain(transposed, 0.1))
     logits = [-s for s in scores]
     expected = -(logits[0] - math.log(sum(math.exp(x) for x in logits)))
     assert abs(loss.item() - expected) < 1e-9

@@ -358,6 +358,8 @@ def test_timeline_png(tmp_path):
 
 # ------------------------------------------------------------------------------------------ AlignLocalTask
 
+from recurrences import soft_dtw_plain, soft_otam_plain  # noqa: E402
+
 from tempclr.losses import BCE  # noqa: E402
 from tempclr.tasks.alignlocaltask import (AlignLocalTask, count_distinct_orders, inner_shuffle_columns,  # noqa: E402
                                           negative_orders)
@@ -365,40 +367,12 @@ from tempclr.tasks.alignlocaltask import (AlignLocalTask, count_distinct_orders,
 GAMMA = 0.1
 
 
-def smin(values):
-    return -GAMMA * math.log(sum(math.exp(-v / GAMMA) for v in values))
-
-
 def soft_dtw_hand(D):
-    """REFERENCE §6.2 soft DTW, cell by cell in float64: R[L-1, M-1]."""
-    L, M = len(D), len(D[0])
-    R = [[0.0] * M for _ in range(L)]
-    for i in range(L):
-        for j in range(M):
-            if i == 0 and j == 0:
-                R[i][j] = D[0][0]
-            elif i == 0:
-                R[i][j] = D[i][j] + R[i][j - 1]
-            elif j == 0:
-                R[i][j] = D[i][j] + R[i - 1][j]
-            else:
-                R[i][j] = D[i][j] + smin([R[i - 1][j - 1], R[i][j - 1], R[i - 1][j]])
-    return R[L - 1][M - 1]
+    return soft_dtw_plain(D, GAMMA)
 
 
 def otam_hand(D):
-    """REFERENCE §6.2 soft OTAM (one direction): zero columns both sides, R[L-1, M+1]."""
-    L, M = len(D), len(D[0])
-    P = [[0.0] + list(row) + [0.0] for row in D]
-    R = [[0.0] * (M + 2) for _ in range(L)]
-    for j in range(1, M + 2):
-        R[0][j] = P[0][j] + R[0][j - 1]
-    for i in range(1, L):
-        R[i][1] = P[i][1] + smin([R[i - 1][0], R[i - 1][1], R[i][0]])
-        for j in range(2, M + 1):
-            R[i][j] = P[i][j] + smin([R[i - 1][j - 1], R[i][j - 1]])
-        R[i][M + 1] = P[i][M + 1] + smin([R[i - 1][M], R[i - 1][M + 1], R[i][M]])
-    return R[L - 1][M + 1]
+    return soft_otam_plain(D, GAMMA)
 
 
 class FixedLocalizer(nn.Module):
