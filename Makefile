@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup setup-test demo demo-data test clean-demo
+.PHONY: setup setup-test demo demo-data demo-tempclr demo-crosstask test clean-demo
 
 setup:
 	bash scripts/setup_env.sh
@@ -19,6 +19,16 @@ demo-data: data/demo/world.json
 
 demo: setup demo-data
 	$(PY) locallaunch.py configs/demo/how2.yaml --jobtype local_single
+
+# after `make demo`: TempCLR's alignment loss (DTW, OTAM) from the demo VideoCLIP checkpoint, and a picture
+demo-tempclr: setup demo-data
+	$(PY) locallaunch.py configs/demo/how2_dtw.yaml,configs/demo/how2_otam.yaml
+	$(PY) scripts/plot_alignment.py --config configs/demo/how2_dtw.yaml
+
+# after `make demo`: zero-shot CrossTask of the demo model vs an untrained one, timelines, fine-tuning
+demo-crosstask: setup demo-data
+	$(PY) scripts/crosstask_demo_report.py
+	$(PY) locallaunch.py configs/demo/crosstask.yaml,configs/demo/test_crosstask.yaml
 
 test: setup-test
 	$(PY) -m pytest tests -q

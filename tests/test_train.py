@@ -50,3 +50,18 @@ def test_train_then_resume(tmp_path, small_demo):
     assert re.search(r"Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 4 updates\)", log), log[-3000:]
     assert updates_logged(log)[0] > 4 and updates_logged(log)[-1] == 8
     assert os.path.isdir(save_dir / "run_1")
+
+
+def test_tempclr_alignment_training(tmp_path, small_demo):
+    """AlignRetriTask (configs/demo/how2_dtw.yaml) trains through the launcher with a non-zero alignment loss."""
+    save_dir = tmp_path / "tempclr"
+    base = small_demo_config(tmp_path, small_demo, save_dir, base="configs/demo/how2_dtw.yaml")
+    config = tmp_path / "tempclr.yaml"
+    config.write_text(f"includes: {base}\ndataset:\n  clip_per_video: 16\nalignment:\n  sampling_threshold: 3\n"
+                      "fairseq:\n  optimization:\n    max_update: 3\n  checkpoint:\n    finetune_from_model: null\n")
+    run = launch(str(config))
+    log = run.stdout + run.stderr
+    assert run.returncode == 0, log[-3000:]
+    align = [float(x) for x in re.findall(r"align_loss=([0-9.]+)", log)]
+    assert align and all(a > 0 for a in align), log[-3000:]
+    assert (save_dir / "checkpoint_last.pt").is_file()
