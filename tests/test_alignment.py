@@ -252,7 +252,10 @@ def test_extreme_inputs_stay_finite(mode, dtype):
     cases = {
         "distances 1e4, gamma 1e-3": (torch.rand(8, 9, 7, generator=gen) * 1e4, 1e-3),
         "distances 1e4, gamma 10": (torch.rand(8, 9, 7, generator=gen) * 1e4, 10.0),
-        "mixed scales, gamma 1e-3": (torch.rand(8, 9, 7, generator=gen) * 10.0 ** torch.randint(-6, 5, (8, 9, 7)), 1e-3),
+        "mixed scales, gamma 1e-3": (
+            torch.rand(8, 9, 7, generator=gen) * 10.0 ** torch.randint(-6, 5, (8, 9, 7), generator=gen),
+            1e-3,
+        ),
         "ties (constant 1e4), gamma 1e-3": (torch.full((8, 9, 7), 1e4), 1e-3),
     }
     for name, (values, gamma) in cases.items():
@@ -336,7 +339,8 @@ def test_double_backward_raises():
 def test_backend_selection():
     assert resolve_backend(None, torch.device("cpu")) == "cpu"
     assert resolve_backend("ref", torch.device("cpu")) == "ref"
-    with pytest.raises(ValueError, match=r"unknown alignment backend 'numba'; choose one of \['cpu', 'ref', 'triton'\]"):
+    expected = r"unknown alignment backend 'numba'; choose one of \['cpu', 'ref', 'triton'\]"
+    with pytest.raises(ValueError, match=expected):
         soft_dtw(torch.rand(3, 4), backend="numba")
 
 

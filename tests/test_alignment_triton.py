@@ -87,12 +87,13 @@ def test_triton_kernels_match_cpu_on_gpu():
 
     gen = torch.Generator().manual_seed(1)
     D = torch.rand(4, 64, 33, 47, generator=gen)
-    lengths = torch.stack([torch.randint(1, 34, (4, 64), generator=gen), torch.randint(1, 48, (4, 64), generator=gen)], -1)
+    rows = torch.randint(1, 34, (4, 64), generator=gen)
+    lengths = torch.stack([rows, torch.randint(1, 48, (4, 64), generator=gen)], -1)
     for fn in [soft_dtw, lambda *a, **k: soft_otam(*a, bidirectional=True, **k)]:
-        gpu = fn(D.cuda(), 0.1, lengths.cuda())
+        gpu = fn(D.to("cuda"), 0.1, lengths.to("cuda"))
         cpu = fn(D, 0.1, lengths)
         assert torch.allclose(gpu.cpu(), cpu, rtol=1e-5, atol=1e-4), (gpu.cpu() - cpu).abs().max()
     for mode in ["dtw", "otam_both"]:
-        a = expected_alignment(D.cuda(), 0.1, mode, lengths.cuda()).cpu()
+        a = expected_alignment(D.to("cuda"), 0.1, mode, lengths.to("cuda")).cpu()
         b = expected_alignment(D, 0.1, mode, lengths)
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (a - b).abs().max()

@@ -8,6 +8,8 @@ import sys
 import pytest
 import torch
 
+import tempclr  # noqa: F401  (allows argparse.Namespace in weights_only loads, as fairseq checkpoints need)
+
 from conftest import ROOT, small_demo_config
 
 pytestmark = pytest.mark.slow
