@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     missing = [p for p in checkpoints if not os.path.isfile(p)]
     if missing:
         raise FileNotFoundError(f"checkpoint {missing[-1]} (fairseq.common_eval.path) does not exist; train one "
-                                "first or put the released checkpoint there (see README 'Checkpoints')")
+                                "first or put the released checkpoint there (see README 'Real data and checkpoints')")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     task.build_model()
     task.model.to(device)

@@ -1,0 +1,68 @@
+"""tempclr_cli/predict.py end to end on the small demo's CrossTask release: the checkpoint sweep, the best pick
+by maximum, and the note on which split selected it."""
+import os
+import sys
+
+import torch
+
+from conftest import ROOT
+
+sys.path.insert(0, ROOT)
+from tempclr_cli import predict  # noqa: E402
+
+
+def write_config(tmp_path, data, checkpoint):
+    path = tmp_path / "test_sweep.yaml"
+    release = f"{data}/crosstask/crosstask_release"
+    path.write_text(f"""includes: {ROOT}/configs/demo/test_crosstask.yaml
+dataset:
+  bert_name: {data}/bert
+  test_path: {release}/videos_val.csv
+  train_csv_path: {release}/videos.csv
+  val_path: {release}/videos_val.csv
+  val_csv_path: {release}/videos_val.csv
+  primary_path: {release}/tasks_primary.txt
+  related_path: {release}/tasks_related.txt
+  vfeat_dir: {data}/crosstask/features
+  annotation_path: {release}/annotations
+fairseq:
+  dataset:
+    num_workers: 0
+  common_eval:
+    path: {checkpoint}
+eval:
+  save_path: {tmp_path / 'ckpt' / 'eval'}
+""")
+    return str(path)
+
+
+def test_sweep_picks_the_maximum_and_names_the_split(tmp_path, small_demo, capsys):
+    from tempclr.tasks.task import Task
+    from tempclr.utils.load_config import load_config
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    config_path = write_config(tmp_path, small_demo, folder / "checkpoint_last.pt")
+    task = Task.config_task(load_config(config_file=config_path))
+    for name, seed in (("checkpoint1.pt", 1), ("checkpoint_last.pt", 2)):
+        torch.manual_seed(seed)
+        model = task.build_model()
+        for parameter in model.parameters():  # different random weights per checkpoint
+            parameter.data.normal_(0, 0.5)
+        torch.save({"model": model.state_dict()}, folder / name)
+    assert predict.main([config_path]) == 0
+    out = capsys.readouterr().out
+    recalls = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("Recall:")]
+    assert len(recalls) == 3  # two checkpoints, then the best again
+    assert recalls[2] == max(recalls[:2])
+    assert "best results (selected on split 'test'" in out and "WARNING" in out
+    assert os.path.isfile(folder / "eval" / "merged.pkl") and os.path.isfile(folder / "eval" / "checkpoint1_merged.pkl")
+
+
+def test_best_checkpoint_path_skips_the_sweep(tmp_path, small_demo):
+    from tempclr.utils.load_config import load_config
+
+    config = load_config(config_file=write_config(tmp_path, small_demo, tmp_path / "ckpt" / "checkpoint_best.pt"))
+    (tmp_path / "ckpt").mkdir()
+    (tmp_path / "ckpt" / "checkpoint3.pt").write_bytes(b"")
+    assert predict.checkpoints_to_evaluate(config) == [str(tmp_path / "ckpt" / "checkpoint_best.pt")]
