@@ -234,3 +234,14 @@ def test_checkpoint_file_entries(tmp_path):
         load_checkpoint_state(str(tmp_path / "notdict.pt"))
     with pytest.raises(FileNotFoundError, match="nothere.pt"):
         load_checkpoint_state(str(tmp_path / "nothere.pt"))
+
+
+def test_weights_only_loading_keeps_namespace_allowed(tmp_path):
+    """Loading through tempclr must not un-register argparse.Namespace (fairseq's resume needs it later)."""
+    import argparse
+
+    path = tmp_path / "ns.pt"
+    torch.save({"model": {"w": torch.zeros(1)}, "args": argparse.Namespace(a=1)}, path)
+    load_checkpoint_state(str(path), weights_only=True)
+    assert argparse.Namespace in torch.serialization.get_safe_globals()
+    torch.load(path, map_location="cpu", weights_only=True)

@@ -8,7 +8,6 @@ must equal ``arange`` (else it would have changed the results of the original) a
 """
 from __future__ import annotations
 
-import argparse
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -44,12 +43,13 @@ def load_checkpoint_state(path: str, weights_only: bool = False) -> dict:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if weights_only:
-        with torch.serialization.safe_globals([argparse.Namespace]):
-            try:
-                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-            except Exception as error:  # torch raises UnpicklingError or RuntimeError here
-                raise ValueError(f"{path}: not loadable with weights_only=True ({error}); if you trust the file, "
-                                 "load it with weights_only=False") from error
+        # argparse.Namespace is allowed process-wide by tempclr/__init__.py.  (torch's safe_globals context
+        # manager would remove it again on exit, breaking fairseq's own resume later in the same process.)
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as error:  # torch raises UnpicklingError or RuntimeError here
+            raise ValueError(f"{path}: not loadable with weights_only=True ({error}); if you trust the file, "
+                             "load it with weights_only=False") from error
     else:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     if not isinstance(checkpoint, Mapping):
