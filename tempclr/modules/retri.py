@@ -1,6 +1,7 @@
 """faiss nearest-neighbour search over a vector pool (REFERENCE §6.3)."""
 from __future__ import annotations
 
+import logging
 from typing import List, Sequence
 
 import numpy as np
@@ -17,6 +18,7 @@ class VectorRetriever:
 
     def __init__(self, hidden_size: int, centroids: int = 512, db_type: str = "flatl2",
                  examples_per_cent_to_train: int = 48, nprobe: int = 1):
+        logging.getLogger("faiss.loader").setLevel(logging.WARNING)  # it logs each CPU-feature probe at INFO
         import faiss
 
         self.faiss = faiss
