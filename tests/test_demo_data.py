@@ -1,6 +1,5 @@
 """The demo world and ``scripts/make_demo_data.py``: determinism, formats read back through ShardedTensor, the
 tiny BERT folder, and that the features carry the step signal captions talk about."""
-import importlib.util
 import json
 import os
 import pickle
@@ -12,20 +11,14 @@ import pytest
 from tempclr.datasets.demo_how2 import how2_video_id
 from tempclr.datasets.demo_world import CHATTER, World
 from tempclr.utils.shardedtensor import ShardedTensor
+from conftest import load_script
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 N_TRAIN, N_VAL, SHARD_SIZE, SEED = 20, 6, 8, 3
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-make_demo = _script("make_demo_data")
+make_demo = load_script("make_demo_data")
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,4 @@
 """scripts/shard_feature.py and scripts/pretokenization.py on small hand-made inputs."""
-import importlib.util
 import json
 import os
 import pickle
@@ -9,21 +8,15 @@ import numpy as np
 import pytest
 
 from tempclr.utils.shardedtensor import ShardedTensor
+from conftest import load_script
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "crack", "the", "eggs", "now", "a", "b", "##b", "x"]
 
 
-def _script(name: str):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-shard_feature = _script("shard_feature")
-pretokenization = _script("pretokenization")
+shard_feature = load_script("shard_feature")
+pretokenization = load_script("pretokenization")
 
 
 def _videos(tmp_path: Path, n: int, dim: int = 4) -> tuple[Path, dict]:

@@ -112,19 +112,26 @@ def _read_task_block(path: str, lines: list[str], start: int, info: dict[str, di
 # video lists
 
 
+def _csv_rows(path: str, layout: str):
+    """``(line_no, fields)`` for each non-blank line of a 3-field csv; a line with another field count is a
+    :class:`CrossTaskFormatError` naming the file, the line and the expected ``layout``."""
+    for line_no, line in enumerate(_read_lines(path), start=1):
+        if not line.strip():
+            continue
+        fields = line.strip().split(",")
+        if len(fields) != 3:
+            raise CrossTaskFormatError(path, line_no, f"expected 3 comma-separated fields '{layout}', "
+                                       f"found {len(fields)}: {line.strip()[:80]!r}")
+        yield line_no, fields
+
+
 def get_vids(csv_path: str, keep: Optional[Callable[[str, str], bool]] = None) -> TaskVids:
     """Read ``videos.csv`` / ``videos_val.csv`` into ``{task_id: [youtube_id, ...]}`` (tasks in order of their
     first kept video, videos in file order).  ``keep(task, vid)`` (optional) drops the videos it rejects; a
     task none of whose videos is kept does not appear.  Lines need exactly 3 comma-separated fields
     ``task_id,youtube_id,url`` with non-empty task and video ids; blank lines are skipped."""
     task_vids: TaskVids = {}
-    for line_no, line in enumerate(_read_lines(csv_path), start=1):
-        if not line.strip():
-            continue
-        fields = line.strip().split(",")
-        if len(fields) != 3:
-            raise CrossTaskFormatError(csv_path, line_no, f"expected 3 comma-separated fields "
-                                       f"'task_id,youtube_id,url', found {len(fields)}: {line.strip()[:80]!r}")
+    for line_no, fields in _csv_rows(csv_path, "task_id,youtube_id,url"):
         task, vid = fields[0].strip(), fields[1].strip()
         if not task or not vid:
             raise CrossTaskFormatError(csv_path, line_no, "empty task id or video id")
@@ -167,16 +174,8 @@ def read_annotation(path: str, n_steps: Optional[int] = None) -> list[tuple[int,
 
     Each non-blank line must be ``step,start,end`` with ``step`` an integer in ``1..n_steps`` (``>= 1`` when
     ``n_steps`` is None) and finite times ``0 <= start <= end``."""
-    rows = []
-    for line_no, line in enumerate(_read_lines(path), start=1):
-        if not line.strip():
-            continue
-        fields = line.strip().split(",")
-        if len(fields) != 3:
-            raise CrossTaskFormatError(path, line_no, f"expected 3 comma-separated fields 'step,start,end', "
-                                       f"found {len(fields)}: {line.strip()[:80]!r}")
-        rows.append(_parse_annotation_fields(path, line_no, fields, n_steps))
-    return rows
+    return [_parse_annotation_fields(path, line_no, fields, n_steps)
+            for line_no, fields in _csv_rows(path, "step,start,end")]
 
 
 def _parse_annotation_fields(path: str, line_no: int, fields: list[str],
