@@ -16,7 +16,7 @@ Loss of one video: ``L = (1 - c) * BCE + c * L_seq`` with ``c = alignment.alignm
   5. ``[1, S, |A|, n]`` → soft DTW (``metric: dtw``) or OTAM both ways (``metric: otam``), ``logits = -cum``,
      ``L_seq = CE(logits, 0)``.
 
-Changes from TempCLR: works on any device (the original called ``.cuda()``); the negatives are distinct
+Changes from TempCLR: works on any device (the original moved its tensors to CUDA by hand); the negatives are distinct
 reorderings of ``A`` while enough exist (the original drew with replacement, so duplicates were common for short
 ``A``), cycling through all of them when fewer than ``S - 1`` exist; the inner shuffles are drawn in one
 vectorised step.  As in the original, ``video_seq`` concatenates the overlapping windows, so the frame sequence
