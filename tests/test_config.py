@@ -95,7 +95,7 @@ def test_missing_dataset_path_names_key_and_fix(tmp_path):
         check_dataset_paths(config, "test")
     (tmp_path / "v.csv").write_text("")
     config.vfeat_dir = str(tmp_path / "features")
-    with pytest.raises(FileNotFoundError, match=r"dataset.vfeat_dir: .*features does not exist.*extract"):
+    with pytest.raises(FileNotFoundError, match=r"dataset.vfeat_dir: .*features does not exist.*S3D features"):
         check_dataset_paths(config, "test")
     (tmp_path / "features").mkdir()
     check_dataset_paths(config, "test")

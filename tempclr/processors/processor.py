@@ -89,7 +89,8 @@ class VideoProcessor(Processor):
         path = os.path.join(self.vfeat_dir, f"{video_id}.npy")
         if not os.path.isfile(path):
             raise FileNotFoundError(f"video feature file {path} is missing (dataset.vfeat_dir); "
-                                    "extract it with scripts/extract_features.py or regenerate the demo data")
+                                    "it must hold S3D features, one float16 [T, 512] .npy per video "
+                                    "(README 'Real data and checkpoints')")
         return np.load(path)
 
 

@@ -16,7 +16,8 @@ DATA_PATH_HINTS = {
     "train_path": "{split_file}",
     "val_path": "{split_file}",
     "test_path": "{split_file}",
-    "vfeat_dir": "extract features with scripts/extract_features.py (HowTo100M: then scripts/shard_feature.py)",
+    "vfeat_dir": "S3D features, one float16 [T, 512] .npy per video, 1 vector per second "
+                 "(HowTo100M: then shard them with scripts/shard_feature.py)",
     "tfeat_dir": "pretokenise captions with scripts/pretokenization.py (a path prefix inside vfeat_dir)",
     "train_csv_path": "the CrossTask release (crosstask_release/videos.csv)",
     "val_csv_path": "the CrossTask release (crosstask_release/videos_val.csv)",
@@ -35,7 +36,7 @@ SPLIT_FILE_HINTS = {
 
 
 def check_dataset_paths(dataset_config, split: str) -> None:
-    """Fail early, naming the config key, the missing path and how to produce it (README 'Real data')."""
+    """Fail early, naming the config key, the missing path and how to produce it (README 'Real data and checkpoints')."""
     split_key = {"train": "train_path", "valid": "val_path", "test": "test_path"}[split]
     for key, hint in DATA_PATH_HINTS.items():
         if key.endswith("_path") and key in ("train_path", "val_path", "test_path") and key != split_key:
@@ -49,7 +50,7 @@ def check_dataset_paths(dataset_config, split: str) -> None:
             hint = hint.format(split_file=next((h for k, h in SPLIT_FILE_HINTS.items() if k in meta),
                                                "the dataset's split file"))
             raise FileNotFoundError(
-                f"dataset.{key}: {path} does not exist. Produce it: {hint}; see README 'Real data'. "
+                f"dataset.{key}: {path} does not exist. Produce it: {hint}; see README 'Real data and checkpoints'. "
                 "For the embedded demo run `make demo-data` and use configs/demo/.")
 
 
