@@ -419,19 +419,22 @@ def cpu_scores_alignment(
     D_np = D.detach().numpy()
     len_np = _lengths_np(lengths)
     A = np.zeros((B, L, M), D_np.dtype)
-    total = np.zeros(B, D_np.dtype)
-    out = np.empty(B, D_np.dtype)
+    total = None
     g = D_np.dtype.type(gamma)
     NC = -(-B // _LANES)
     for align_pass in passes:
         Lg, Wg = align_pass.grid_shape(L, M)
         parts = _parts(NC, B * Lg * Wg)
+        out = np.empty(B, D_np.dtype)
         args = (D_np, len_np, g, align_pass.otam, align_pass.offset, align_pass.transpose, Lg, Wg, out, A)
         if parts == 1:
             _score_alignment_chunks(*args, 0, NC)
         else:
             _score_alignment_kernel(*args, NC, parts)
-        total += out
+        if total is None:  # the first pass's scores are the total so far (no zero-filled accumulator)
+            total = out
+        else:
+            total += out
     return torch.from_numpy(total), torch.from_numpy(A)
 
 

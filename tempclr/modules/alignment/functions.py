@@ -156,7 +156,9 @@ class _AlignFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, grad):
         (alignment,) = ctx.saved_tensors
-        return alignment * grad[..., None, None].to(alignment.dtype), None, None, None, None
+        if grad.dtype != alignment.dtype:
+            grad = grad.to(alignment.dtype)
+        return alignment * grad.unsqueeze(-1).unsqueeze(-1), None, None, None, None
 
 
 def _sum_scores(kernels: KernelBackend, flat: torch.Tensor, lengths, gamma: float, passes, hard: bool):
@@ -217,7 +219,8 @@ def _compute_dtype(D: torch.Tensor) -> torch.dtype:
 
 
 def _on(kernels: KernelBackend, t: torch.Tensor) -> torch.Tensor:
-    return t if kernels.device is None else t.to(kernels.device)
+    # the device-type test first: Tensor.to is a dispatcher round trip even when it returns t itself
+    return t if kernels.device is None or t.device.type == kernels.device else t.to(kernels.device)
 
 
 def _score(
@@ -226,7 +229,8 @@ def _score(
 ) -> torch.Tensor:
     flat_len = _check(D, lengths, fn)
     name = resolve_backend(backend, D.device)
-    X = D.to(_compute_dtype(D))
+    compute_dtype = _compute_dtype(D)
+    X = D if D.dtype == compute_dtype else D.to(compute_dtype)
     if X.numel() == 0:
         out = X.sum(dim=(-1, -2)) * 0
     elif name == "ref":
@@ -243,6 +247,8 @@ def _score(
                 out = _sum_scores(kernels, flat, len_k, 1.0, passes, hard=True).reshape(X.shape[:-2])
         else:
             out = _AlignFunction.apply(X_k, len_k, gamma, passes, kernels)
+    if out.dtype == D.dtype and out.device == D.device:
+        return out
     return out.to(device=D.device, dtype=D.dtype)
 
 
