@@ -21,6 +21,7 @@ import torch  # noqa: E402
 from torch.utils.data import DataLoader  # noqa: E402
 
 from tempclr.evaluators import Evaluator  # noqa: E402
+from tempclr.processors.processor import SPLIT_PATH_KEYS  # noqa: E402
 from tempclr.tasks.task import Task  # noqa: E402
 from tempclr.utils.load_config import cfg_get, load_config  # noqa: E402
 
@@ -76,7 +77,7 @@ def main(argv=None) -> int:
         results.append((path, result))
     if len(results) > 1:
         split = cfg_get(config, "dataset.split")
-        source = cfg_get(config, f"dataset.{ {'test': 'test_path', 'valid': 'val_path'}.get(split, 'test_path') }")
+        source = cfg_get(config, f"dataset.{SPLIT_PATH_KEYS[split]}")
         best_path, best = max(results, key=lambda r: evaluator.metric.best_metric(r[1]))
         print(f"best results (selected on split '{split}', {source}, by {evaluator.metric.metric_names[0]}):")
         if split == "test":

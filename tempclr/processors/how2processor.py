@@ -17,7 +17,7 @@ from tempclr.utils.collate import stack_clip_dicts
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.shardedtensor import ShardedTensor
 
-from .processor import Aligner, MetaProcessor, Processor, require_file
+from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, Processor, require_file
 
 SHARD_HOW = "build the shards with scripts/shard_feature.py and scripts/pretokenization.py " \
             "(or run scripts/make_demo_data.py for the demo)"
@@ -35,7 +35,7 @@ class ShardedHow2MetaProcessor(MetaProcessor):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        list_path = require_file(self._get_split_path(config), self._split_key(), "write the split list")
+        list_path = require_file(self._get_split_path(config), SPLIT_PATH_KEYS[self.split], "write the split list")
         with open(list_path) as f:
             video_ids = [line.strip() for line in f if line.strip()]
         location = read_shard_meta(str(cfg_get(config, "vfeat_dir")), self.split)
@@ -44,9 +44,6 @@ class ShardedHow2MetaProcessor(MetaProcessor):
             raise KeyError(f"{len(missing)} video(s) of {list_path} are not in the shard meta "
                            f"(first: {missing[0]}); re-run scripts/shard_feature.py with this list")
         self.data = [(vid, i) + location[vid] for i, vid in enumerate(video_ids)]
-
-    def _split_key(self) -> str:
-        return {"train": "train_path", "valid": "val_path", "test": "test_path"}[self.split]
 
     def __getitem__(self, idx: int) -> Tuple[Any, Any]:
         return self.data[idx], self.data[idx]

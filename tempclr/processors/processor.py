@@ -25,6 +25,10 @@ class Processor:
         raise TypeError(f"{type(self).__name__} is a base class; use a concrete processor")
 
 
+# which dataset key holds the split file of each split
+SPLIT_PATH_KEYS = {"train": "train_path", "valid": "val_path", "test": "test_path"}
+
+
 class MetaProcessor(Processor):
     """Indexes a split.  ``__getitem__`` returns ``(video_id, text_id)``."""
 
@@ -41,7 +45,7 @@ class MetaProcessor(Processor):
 
     def _get_split_path(self, config: Any) -> str:
         """``train_path`` / ``val_path`` / ``test_path`` for split train / valid / test."""
-        key = {"train": "train_path", "valid": "val_path", "test": "test_path"}.get(self.split)
+        key = SPLIT_PATH_KEYS.get(self.split)
         if key is None:
             raise ValueError(f"dataset.split must be train, valid or test, got {self.split!r}")
         path = cfg_get(config, key)

@@ -8,6 +8,7 @@ from typing import Any, Dict, Optional
 
 import torch
 
+from tempclr.processors.processor import SPLIT_PATH_KEYS
 from tempclr.utils.load_config import cfg_get
 
 
@@ -37,9 +38,9 @@ SPLIT_FILE_HINTS = {
 
 def check_dataset_paths(dataset_config, split: str) -> None:
     """Fail early, naming the config key, the missing path and how to produce it (README 'Real data and checkpoints')."""
-    split_key = {"train": "train_path", "valid": "val_path", "test": "test_path"}[split]
+    other_splits = {key for name, key in SPLIT_PATH_KEYS.items() if name != split}
     for key, hint in DATA_PATH_HINTS.items():
-        if key.endswith("_path") and key in ("train_path", "val_path", "test_path") and key != split_key:
+        if key in other_splits:
             continue
         path = cfg_get(dataset_config, key)
         if path is None:
