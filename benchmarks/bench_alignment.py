@@ -6,7 +6,10 @@ times ``score(D).sum().backward()`` (float32, gamma = 0.1) for
 * ``kernel``: ``tempclr.modules.alignment`` with the default backend (numba on CPU, Triton on CUDA);
 * ``ref``: the cell-loop reference the tests use (``reference.py``, autograd through every cell);
 * ``original``: TempCLR's own ``DTW_cum_dist`` / ``OTAM_cum_dist`` loops (in-place writes into R, so autograd's
-  backward copies the whole R once per cell: quadratic in the number of cells).
+  backward copies the whole R once per cell: quadratic in the number of cells);
+* ``floor``: an ``autograd.Function`` that does no work (forward ``D.sum((-1, -2))``, backward the expanded
+  gradient), timed the same way: the fixed cost of any autograd.Function-based score plus ``.sum().backward()``
+  on this machine.  ``original / floor`` is the largest speed-up any such implementation could show here.
 
 The first call of each implementation is checked against the reference values (where the reference is not run,
 the first problem of the batch is) and is not timed.  Cell loops on grids of more than ``--max-loop-cells``
@@ -76,17 +79,32 @@ def original_otam(d: torch.Tensor, lbda: float = GAMMA) -> torch.Tensor:
     return cum[:, :, -1, -1]
 
 
+class _NoWork(torch.autograd.Function):
+    """The per-call floor: an autograd.Function with the same input and output shapes that computes nothing."""
+
+    @staticmethod
+    def forward(ctx, D):
+        ctx.shape = D.shape
+        return D.sum((-1, -2))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad[..., None, None].expand(ctx.shape)
+
+
 # ------------------------------------------------------------------------------------------------------------------
 IMPLS: dict[str, dict[str, Callable[[torch.Tensor], torch.Tensor]]] = {
     "dtw": {
         "kernel": lambda D: soft_dtw(D, GAMMA),
         "ref": lambda D: soft_dtw(D, GAMMA, backend="ref"),
         "original": original_dtw,
+        "floor": _NoWork.apply,
     },
     "otam2": {
         "kernel": lambda D: soft_otam(D, GAMMA, bidirectional=True),
         "ref": lambda D: soft_otam(D, GAMMA, bidirectional=True, backend="ref"),
         "original": lambda D: original_otam(D) + original_otam(D.transpose(-1, -2)),
+        "floor": _NoWork.apply,
     },
 }
 
@@ -144,7 +162,7 @@ def run_table(shapes, device: torch.device, impls: list[str], max_loop_cells: in
             row = {"shape": "x".join(map(str, shape)), "metric": metric, "device": device.type}
             values = {}
             for impl in impls:
-                if impl != "kernel" and shape[2] * shape[3] > max_loop_cells:
+                if impl in ("ref", "original") and shape[2] * shape[3] > max_loop_cells:
                     row[impl] = loop_estimate(impl, metric, shape, device, min_run_time)
                     row[impl + "_estimated"] = True
                     continue
@@ -166,6 +184,8 @@ def _check_against_reference(values: dict, base: torch.Tensor, metric: str, shap
         expected = IMPLS[metric]["ref"](flat.clone().requires_grad_(True)).detach()
         picked = slice(0, 1)
     for impl, got in values.items():
+        if impl == "floor":
+            continue
         got = got.reshape(-1)[picked]
         err = (got.float() - expected.reshape(-1).float()).abs().max().item()
         assert err <= 1e-4 * max(1.0, expected.abs().max().item()), f"{shape} {metric} {impl}: |diff| {err} vs ref"
@@ -183,14 +203,18 @@ def _format_row(row: dict, impls: list[str]) -> str:
     for impl in impls:
         cells.append(_format_time(row[impl], row.get(impl + "_estimated", False)))
     for impl in impls:
-        if impl != "kernel":
+        if impl in ("ref", "original"):
             cells.append(f"{row[impl] / row['kernel']:.0f}x")
+    if "floor" in impls and "original" in impls:
+        cells.append(f"{row['original'] / row['floor']:.0f}x")
     return "| " + " | ".join(cells) + " |"
 
 
 def header(impls: list[str]) -> str:
     cols = ["B x N x L x M", "metric"] + [f"{i} fwd+bwd" for i in impls]
-    cols += [f"{i} / kernel" for i in impls if i != "kernel"]
+    cols += [f"{i} / kernel" for i in impls if i in ("ref", "original")]
+    if "floor" in impls and "original" in impls:
+        cols.append("original / floor")
     return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
 
 
@@ -201,12 +225,20 @@ def main() -> None:
     parser.add_argument("--max-loop-cells", type=int, default=4096, help="estimate cell loops on larger grids")
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per blocked_autorange measurement")
     parser.add_argument("--json", default=None, help="also write the rows to this JSON file")
+    parser.add_argument(
+        "--parallel-min-cells", type=int, default=None,
+        help="override tempclr.modules.alignment.cpu.PARALLEL_MIN_CELLS (calls with fewer grid cells run serially)",
+    )
     args = parser.parse_args()
     if args.threads:
         import numba
 
         torch.set_num_threads(args.threads)
         numba.set_num_threads(args.threads)
+    if args.parallel_min_cells is not None:
+        from tempclr.modules.alignment import cpu as cpu_kernels
+
+        cpu_kernels.PARALLEL_MIN_CELLS = args.parallel_min_cells
     shapes = SHAPES if args.shapes is None else [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
 
     start = time.perf_counter()
@@ -214,7 +246,7 @@ def main() -> None:
     print(f"first kernel call (numba cache load or compile): {time.perf_counter() - start:.2f} s")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
 
-    impls = ["kernel", "ref", "original"]
+    impls = ["kernel", "ref", "original", "floor"]
     print("\nCPU (float32, gamma 0.1, forward + backward)\n" + header(impls))
     rows = run_table(shapes, torch.device("cpu"), impls, args.max_loop_cells, args.min_run_time)
     if torch.cuda.is_available():

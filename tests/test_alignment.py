@@ -177,6 +177,17 @@ def test_parallel_kernels_match_serial(monkeypatch):
     assert torch.equal(hard_otam(D, lengths), serial_hard)
 
 
+def test_cpu_kernel_call_takes_one_pass_or_a_pass_and_its_transpose():
+    D = torch.rand(3, 4, 5)
+    both, _ = cpu_backend.cpu_scores_alignment(D, None, 0.2, (OTAM, OTAM_T))
+    one, _ = cpu_backend.cpu_scores_alignment(D, None, 0.2, (OTAM,))
+    other, _ = cpu_backend.cpu_scores_alignment(D.transpose(1, 2).contiguous(), None, 0.2, (OTAM,))
+    assert_close(both, one + other, 1e-6, 1e-6, "two-way call vs two one-way calls")
+    for passes in [(OTAM_T,), (DTW, OTAM_T), (OTAM, OTAM_T, OTAM_T)]:
+        with pytest.raises(ValueError, match="one pass, or a pass and the same pass on D\\^T"):
+            cpu_backend.cpu_scores_alignment(D, None, 0.2, passes)
+
+
 def test_any_leading_dims():
     gen = torch.Generator().manual_seed(6)
     D = torch.rand(2, 3, 4, 5, 6, generator=gen)

@@ -329,24 +329,41 @@ def _score_chunks(D, lengths, gamma, hard, otam, offset, transpose, R, out, c_lo
             out[b0 + b] = R[c, lane_rows[b], lane_last[b] + 1, b]
 
 
+@njit(inline="always", **_JIT)
+def _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, transpose, out, A, b0, first):
+    """One pass over the chunk starting at item b0: out[b0 + b] (= if first, else +=) each item's soft score and
+    A[b0 + b] += its expected alignment dScore_b / dD[b].  R lives only here, while it is hot in cache."""
+    CB = _LANES
+    L0, M0 = D.shape[1], D.shape[2]
+    Lg = M0 if transpose else L0
+    Wg = (L0 if transpose else M0) + 2 * offset
+    nb, lane_rows, lane_cols, lane_last, vpen, cost = _load_chunk(
+        D, lengths, b0, Lg, Wg, CB, otam, offset, transpose, A.dtype
+    )
+    Rc = np.empty((Lg + 1, Wg + 1, CB), A.dtype)
+    _sweep_forward(Rc, cost, vpen, gamma, inv_gamma, False)
+    seed = np.ones(CB, A.dtype)
+    for b in range(nb):
+        if first:
+            out[b0 + b] = Rc[lane_rows[b], lane_last[b] + 1, b]
+        else:
+            out[b0 + b] += Rc[lane_rows[b], lane_last[b] + 1, b]
+    e_grid = _sweep_backward(Rc, vpen, seed, nb, lane_rows, lane_last, inv_gamma)
+    _add_alignment(e_grid, A, b0, nb, lane_rows, lane_cols, otam, offset, transpose)
+
+
 @njit(cache=True, **_JIT)
-def _score_alignment_chunks(D, lengths, gamma, otam, offset, transpose, Lg, Wg, out, A, c_lo, c_hi):
+def _score_alignment_chunks(D, lengths, gamma, otam, offset, two_way, out, A, c_lo, c_hi):
     """Chunks c_lo .. c_hi - 1 (of CB = 64 lanes): out[b] = each item's soft score and A[b] += its expected
-    alignment dScore_b / dD[b] ([B, L0, M0]).  R lives only per chunk, while it is hot in cache."""
+    alignment ([B, L0, M0]), of the pass (otam, offset) and, with two_way, plus the same pass on D^T (two-way
+    OTAM: both passes in one call, one chunk after the other)."""
     CB = _LANES
     inv_gamma = A.dtype.type(1.0) / gamma
     for c in range(c_lo, c_hi):
         b0 = c * CB
-        nb, lane_rows, lane_cols, lane_last, vpen, cost = _load_chunk(
-            D, lengths, b0, Lg, Wg, CB, otam, offset, transpose, A.dtype
-        )
-        Rc = np.empty((Lg + 1, Wg + 1, CB), A.dtype)
-        _sweep_forward(Rc, cost, vpen, gamma, inv_gamma, False)
-        seed = np.ones(CB, A.dtype)
-        for b in range(nb):
-            out[b0 + b] = Rc[lane_rows[b], lane_last[b] + 1, b]
-        e_grid = _sweep_backward(Rc, vpen, seed, nb, lane_rows, lane_last, inv_gamma)
-        _add_alignment(e_grid, A, b0, nb, lane_rows, lane_cols, otam, offset, transpose)
+        _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, False, out, A, b0, True)
+        if two_way:
+            _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, True, out, A, b0, False)
 
 
 @njit(parallel=True, cache=True, **_JIT)
@@ -360,12 +377,12 @@ def _score_kernel(D, lengths, gamma, hard, otam, offset, transpose, R, out, n_pa
 
 
 @njit(parallel=True, cache=True, **_JIT)
-def _score_alignment_kernel(D, lengths, gamma, otam, offset, transpose, Lg, Wg, out, A, n_chunks, n_parts):
+def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_chunks, n_parts):
     """_score_alignment_chunks over all chunks, split into n_parts contiguous ranges (one per thread)."""
     for p in prange(n_parts):
         lo = p * n_chunks // n_parts
         hi = (p + 1) * n_chunks // n_parts
-        _score_alignment_chunks(D, lengths, gamma, otam, offset, transpose, Lg, Wg, out, A, lo, hi)
+        _score_alignment_chunks(D, lengths, gamma, otam, offset, two_way, out, A, lo, hi)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -410,32 +427,44 @@ def cpu_scores(
     return torch.from_numpy(out), R
 
 
+def _call_passes(passes: tuple[AlignPass, ...]) -> tuple[bool, int, bool]:
+    """``passes`` as one kernel call takes them, (otam, offset, two_way): one untransposed pass, or a pass followed
+    by the same pass on D^T (two-way OTAM).  Attribute reads only: this runs on every call."""
+    first = passes[0]
+    two_way = len(passes) == 2
+    if (
+        first.transpose
+        or len(passes) > 2
+        or (two_way and not (passes[1].transpose and passes[1].otam == first.otam and passes[1].offset == first.offset))
+    ):
+        raise ValueError(f"cpu kernels run one pass, or a pass and the same pass on D^T; got {passes}")
+    return first.otam, first.offset, two_way
+
+
 def cpu_scores_alignment(
     D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, passes: tuple[AlignPass, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum over ``passes`` of the soft scores [B] and of the expected alignments dScore/dD [B, L, M] (the
-    backward is then ``grad[:, None, None] * alignment``)."""
-    B, L, M = D.shape
+    """Sum over ``passes`` of the soft scores and of the expected alignments dScore/dD, in one kernel call.
+
+    D [..., L, M] float32/float64 contiguous CPU; lengths [B, 2] int64 (B = prod(...)) or None.  Returns
+    (scores [...], alignment [..., L, M]); the backward is then ``grad[..., None, None] * alignment``.  The
+    leading dims are handled with numpy views: on thousands of 5x5 grids every torch call on the host shows."""
+    otam, offset, two_way = _call_passes(passes)
     D_np = D.detach().numpy()
-    len_np = _lengths_np(lengths)
-    A = np.zeros((B, L, M), D_np.dtype)
-    total = None
-    g = D_np.dtype.type(gamma)
+    shape = D_np.shape
+    L, M = shape[-2], shape[-1]
+    B = D_np.size // (L * M)
+    A = np.zeros(shape, D_np.dtype)
+    out = np.empty(shape[:-2], D_np.dtype)
     NC = -(-B // _LANES)
-    for align_pass in passes:
-        Lg, Wg = align_pass.grid_shape(L, M)
-        parts = _parts(NC, B * Lg * Wg)
-        out = np.empty(B, D_np.dtype)
-        args = (D_np, len_np, g, align_pass.otam, align_pass.offset, align_pass.transpose, Lg, Wg, out, A)
-        if parts == 1:
-            _score_alignment_chunks(*args, 0, NC)
-        else:
-            _score_alignment_kernel(*args, NC, parts)
-        if total is None:  # the first pass's scores are the total so far (no zero-filled accumulator)
-            total = out
-        else:
-            total += out
-    return torch.from_numpy(total), torch.from_numpy(A)
+    parts = _parts(NC, B * L * (M + 2 * offset) * len(passes))
+    args = (D_np.reshape(B, L, M), _lengths_np(lengths), D_np.dtype.type(gamma), otam, offset, two_way,
+            out.reshape(B), A.reshape(B, L, M))
+    if parts == 1:
+        _score_alignment_chunks(*args, 0, NC)
+    else:
+        _score_alignment_kernel(*args, NC, parts)
+    return torch.from_numpy(out), torch.from_numpy(A)
 
 
 def cpu_matrix(R: np.ndarray, batch: int) -> torch.Tensor:

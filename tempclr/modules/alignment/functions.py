@@ -49,10 +49,11 @@ def _warn_once(key: str, message: str) -> None:
 # ----------------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class KernelBackend:
-    """A compiled backend, all on D [B, L, M] (float32/float64, contiguous) and lengths [B, 2] int64 or None:
+    """A compiled backend, on D (float32/float64, contiguous) and lengths [B, 2] int64 or None:
 
-    scores(D, lengths, gamma, align_pass, hard) -> (scores [B], state): one pass, no gradient;
-    scores_alignment(D, lengths, gamma, passes) -> (summed scores [B], summed expected alignments [B, L, M]);
+    scores(D [B, L, M], lengths, gamma, align_pass, hard) -> (scores [B], state): one pass, no gradient;
+    scores_alignment(D [..., L, M], lengths, gamma, passes) -> (summed scores [...], summed expected alignments
+        [..., L, M]), B = prod(...) (the leading dims are handled inside, where reshaping is cheapest);
     matrix(state, B) -> the cumulative-cost matrices [B, Lg, Wg] of a scores() call.
     device: "cpu" (inputs are moved to the CPU and results back) or None (runs on the input's device)."""
 
@@ -144,21 +145,31 @@ class _AlignFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, D, lengths, gamma, passes, kernels):
-        flat = D.reshape(-1, D.shape[-2], D.shape[-1])
         if ctx.needs_input_grad[0]:
-            values, alignment = kernels.scores_alignment(flat, lengths, gamma, passes)
-            ctx.save_for_backward(alignment.reshape(D.shape))
-        else:
-            values = _sum_scores(kernels, flat, lengths, gamma, passes, hard=False)
-        return values.reshape(D.shape[:-2])
+            values, alignment = kernels.scores_alignment(D, lengths, gamma, passes)
+            ctx.save_for_backward(alignment)
+            return values
+        flat = D.reshape(-1, D.shape[-2], D.shape[-1])
+        return _sum_scores(kernels, flat, lengths, gamma, passes, hard=False).reshape(D.shape[:-2])
 
     @staticmethod
-    @once_differentiable
     def backward(ctx, grad):
-        (alignment,) = ctx.saved_tensors
-        if grad.dtype != alignment.dtype:
-            grad = grad.to(alignment.dtype)
-        return alignment * grad.unsqueeze(-1).unsqueeze(-1), None, None, None, None
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative through this must raise
+            return _backward_once(ctx, grad)
+        return _backward(ctx, grad)
+
+
+def _backward(ctx, grad):
+    """``grad [...] * alignment [..., L, M]``; the saved alignment is a constant (no second derivative)."""
+    (alignment,) = ctx.saved_tensors
+    if grad.dtype != alignment.dtype:
+        grad = grad.to(alignment.dtype)
+    return alignment * grad[..., None, None], None, None, None, None
+
+
+# the same, marked so that differentiating it again (create_graph=True, then a second backward) raises; plain
+# backward calls skip this wrapper, which costs a few microseconds per call
+_backward_once = once_differentiable(_backward)
 
 
 def _sum_scores(kernels: KernelBackend, flat: torch.Tensor, lengths, gamma: float, passes, hard: bool):
@@ -228,7 +239,8 @@ def _score(
     backend: Optional[str], hard: bool, fn: str,
 ) -> torch.Tensor:
     flat_len = _check(D, lengths, fn)
-    name = resolve_backend(backend, D.device)
+    # the common case first: resolve_backend costs a few microseconds, noticeable on many small grids
+    name = "cpu" if backend is None and D.device.type == "cpu" else resolve_backend(backend, D.device)
     compute_dtype = _compute_dtype(D)
     X = D if D.dtype == compute_dtype else D.to(compute_dtype)
     if X.numel() == 0:

@@ -168,7 +168,10 @@ def _softmin_weights(R: torch.Tensor, gamma: float, align_pass: AlignPass, cols:
 def triton_scores_alignment(
     D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, passes: tuple[AlignPass, ...]
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Sum over ``passes`` of the soft scores [B] and of the expected alignments dScore/dD [B, L, M]."""
+    """Sum over ``passes`` of the soft scores [...] and of the expected alignments dScore/dD [..., L, M] of
+    D [..., L, M] (lengths [B, 2] for the flattened leading dims, or None)."""
+    shape = D.shape
+    D = D.reshape(-1, shape[-2], shape[-1])
     B, L, M = D.shape
     A = torch.zeros_like(D)
     seed = torch.ones(B, dtype=D.dtype, device=D.device)
@@ -184,7 +187,7 @@ def triton_scores_alignment(
             wd, wh, wv, A, *_strides(A, align_pass), rows, cols, seed, E, Lg, Wg,
             OTAM=align_pass.otam, OFFSET=align_pass.offset, BLOCK=_block(Lg),
         )
-    return total, A
+    return total.reshape(shape[:-2]), A.reshape(shape)
 
 
 def triton_matrix(R: torch.Tensor, batch: int) -> torch.Tensor:
