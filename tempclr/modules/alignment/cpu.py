@@ -216,11 +216,15 @@ def _load_chunk(D, lengths, b0, L, W, CB, otam, offset, transpose, dtype):
             lane_cols[b] = M
         lane_last[b] = lane_cols[b] + 2 * offset - 1
     vpen = np.zeros((W, CB), dtype)
+    no_vert = np.zeros(W, np.bool_)
     if otam:
         for j in range(2, W):
+            n_blocked = 0
             for b in range(CB):
                 if j != lane_last[b]:
                     vpen[j, b] = np.inf
+                    n_blocked += 1
+            no_vert[j] = n_blocked == CB
     cost = np.zeros((L, W, CB), dtype)
     j_first = 1 if (otam and offset == 0) else 0  # a prepadded OTAM grid ignores column 0 of D
     for b in range(nb):
@@ -228,11 +232,20 @@ def _load_chunk(D, lengths, b0, L, W, CB, otam, offset, transpose, dtype):
         for i in range(lane_rows[b]):
             for jd in range(j_first, lane_cols[b]):
                 cost[i, jd + offset, b] = Db[jd, i] if transpose else Db[i, jd]
-    return nb, lane_rows, lane_cols, lane_last, vpen, cost
+    return nb, lane_rows, lane_cols, lane_last, vpen, no_vert, cost
 
 
 @njit(inline="always", **_JIT)
-def _sweep_forward(Rc, cost, vpen, gamma, inv_gamma, hard):
+def _softmin2(d, h, gamma, inv_gamma, hard):
+    """smin_gamma(d, h): the soft-min where the vertical move is forbidden for every lane (one exp, not two)."""
+    m = min(d, h)
+    if hard:
+        return m
+    return m - gamma * log_one_plus(exp_nonpos((m - max(d, h)) * inv_gamma))
+
+
+@njit(inline="always", **_JIT)
+def _sweep_forward(Rc, cost, vpen, no_vert, gamma, inv_gamma, hard):
     """Fill the bordered cumulative costs Rc [L+1, W+1, CB] (row/column 0: +inf, Rc[0, 0] = 0)."""
     Lb, Wb, CB = Rc.shape
     zero = Rc.dtype.type(0.0)
@@ -248,15 +261,21 @@ def _sweep_forward(Rc, cost, vpen, gamma, inv_gamma, hard):
             Rc[i + 1, 0, b] = inf
             h_lane[b] = inf
         for j in range(Wb - 1):
-            for b in range(CB):
-                v = Rc[i, j + 1, b] + vpen[j, b]
-                r = cost[i, j, b] + _softmin3(Rc[i, j, b], h_lane[b], v, gamma, inv_gamma, hard)
-                h_lane[b] = r
-                Rc[i + 1, j + 1, b] = r
+            if no_vert[j]:
+                for b in range(CB):
+                    r = cost[i, j, b] + _softmin2(Rc[i, j, b], h_lane[b], gamma, inv_gamma, hard)
+                    h_lane[b] = r
+                    Rc[i + 1, j + 1, b] = r
+            else:
+                for b in range(CB):
+                    v = Rc[i, j + 1, b] + vpen[j, b]
+                    r = cost[i, j, b] + _softmin3(Rc[i, j, b], h_lane[b], v, gamma, inv_gamma, hard)
+                    h_lane[b] = r
+                    Rc[i + 1, j + 1, b] = r
 
 
 @njit(inline="always", **_JIT)
-def _sweep_backward(Rc, vpen, seed, nb, lane_rows, lane_last, inv_gamma):
+def _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma):
     """E [L, W, CB] = dScore / dR (times seed[b]) for every cell: the expected alignment.
 
     E is pushed from each cell to its allowed predecessors with the soft-min weights recomputed from Rc, row by
@@ -282,6 +301,20 @@ def _sweep_backward(Rc, vpen, seed, nb, lane_rows, lane_last, inv_gamma):
             e_left[b] = zero
             e_diag[b] = zero
         for j in range(W - 1, -1, -1):
+            if no_vert[j]:
+                for b in range(CB):
+                    e = e_below[j + 1, b] + e_left[b]
+                    e_grid[i, j, b] = e
+                    d = Rc[i, j, b]
+                    h = Rc[i + 1, j, b]
+                    m = min(d, h)
+                    wd = exp_nonpos((m - d) * inv_gamma)
+                    wh = exp_nonpos((m - h) * inv_gamma)
+                    scale = e / max(wd + wh, one)
+                    e_up[j + 1, b] = e_diag[b]
+                    e_diag[b] = wd * scale
+                    e_left[b] = wh * scale
+                continue
             for b in range(CB):
                 e = e_below[j + 1, b] + e_left[b]
                 e_grid[i, j, b] = e
@@ -321,10 +354,10 @@ def _score_chunks(D, lengths, gamma, hard, otam, offset, transpose, R, out, c_lo
     inv_gamma = R.dtype.type(1.0) / gamma
     for c in range(c_lo, c_hi):  # (a loop around the sweeps also helps LLVM vectorise the lane loops)
         b0 = c * CB
-        nb, lane_rows, lane_cols, lane_last, vpen, cost = _load_chunk(
+        nb, lane_rows, lane_cols, lane_last, vpen, no_vert, cost = _load_chunk(
             D, lengths, b0, Lb - 1, Wb - 1, CB, otam, offset, transpose, R.dtype
         )
-        _sweep_forward(R[c], cost, vpen, gamma, inv_gamma, hard)
+        _sweep_forward(R[c], cost, vpen, no_vert, gamma, inv_gamma, hard)
         for b in range(nb):
             out[b0 + b] = R[c, lane_rows[b], lane_last[b] + 1, b]
 
@@ -337,18 +370,18 @@ def _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, transpose, out, A, b
     L0, M0 = D.shape[1], D.shape[2]
     Lg = M0 if transpose else L0
     Wg = (L0 if transpose else M0) + 2 * offset
-    nb, lane_rows, lane_cols, lane_last, vpen, cost = _load_chunk(
+    nb, lane_rows, lane_cols, lane_last, vpen, no_vert, cost = _load_chunk(
         D, lengths, b0, Lg, Wg, CB, otam, offset, transpose, A.dtype
     )
     Rc = np.empty((Lg + 1, Wg + 1, CB), A.dtype)
-    _sweep_forward(Rc, cost, vpen, gamma, inv_gamma, False)
+    _sweep_forward(Rc, cost, vpen, no_vert, gamma, inv_gamma, False)
     seed = np.ones(CB, A.dtype)
     for b in range(nb):
         if first:
             out[b0 + b] = Rc[lane_rows[b], lane_last[b] + 1, b]
         else:
             out[b0 + b] += Rc[lane_rows[b], lane_last[b] + 1, b]
-    e_grid = _sweep_backward(Rc, vpen, seed, nb, lane_rows, lane_last, inv_gamma)
+    e_grid = _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma)
     _add_alignment(e_grid, A, b0, nb, lane_rows, lane_cols, otam, offset, transpose)
 
 
