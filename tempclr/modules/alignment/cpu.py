@@ -307,10 +307,11 @@ def _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma
                     e_grid[i, j, b] = e
                     d = Rc[i, j, b]
                     h = Rc[i + 1, j, b]
-                    m = min(d, h)
-                    wd = exp_nonpos((m - d) * inv_gamma)
-                    wh = exp_nonpos((m - h) * inv_gamma)
-                    scale = e / max(wd + wh, one)
+                    # the smaller predecessor has weight 1 before normalising, the other exp(-|d - h| / gamma)
+                    w = exp_nonpos(-abs(d - h) * inv_gamma)
+                    wd = one if d <= h else w
+                    wh = w if d <= h else one
+                    scale = e / (one + w)
                     e_up[j + 1, b] = e_diag[b]
                     e_diag[b] = wd * scale
                     e_left[b] = wh * scale
