@@ -256,11 +256,25 @@ def _sweep_forward(Rc, cost, vpen, no_vert, gamma, inv_gamma, hard):
             Rc[0, j, b] = inf
     for b in range(CB):
         Rc[0, 0, b] = zero
-    for i in range(Lb - 1):
+    # row 0: one predecessor, the cell on the left (the virtual start R[-1, -1] = 0 for cell (0, 0)), so a plain
+    # cumulative sum: no exp, and exactly the hard boundary of the recursion
+    for b in range(CB):
+        Rc[1, 0, b] = inf
+        h_lane[b] = zero
+    for j in range(Wb - 1):
+        for b in range(CB):
+            r = cost[0, j, b] + h_lane[b]
+            h_lane[b] = r
+            Rc[1, j + 1, b] = r
+    for i in range(1, Lb - 1):
         for b in range(CB):
             Rc[i + 1, 0, b] = inf
-            h_lane[b] = inf
-        for j in range(Wb - 1):
+        # column 0: one predecessor, the cell above (both modes allow the vertical move there)
+        for b in range(CB):
+            r = cost[i, 0, b] + Rc[i, 1, b]
+            h_lane[b] = r
+            Rc[i + 1, 1, b] = r
+        for j in range(1, Wb - 1):
             if no_vert[j]:
                 for b in range(CB):
                     r = cost[i, j, b] + _softmin2(Rc[i, j, b], h_lane[b], gamma, inv_gamma, hard)
@@ -291,7 +305,7 @@ def _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma
     e_rows = np.zeros((2, Wb, CB), Rc.dtype)
     e_left = np.empty(CB, Rc.dtype)
     e_diag = np.empty(CB, Rc.dtype)
-    for i in range(L - 1, -1, -1):
+    for i in range(L - 1, 0, -1):
         e_below = e_rows[i % 2]
         e_up = e_rows[(i + 1) % 2]
         for b in range(nb):
@@ -301,6 +315,13 @@ def _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma
             e_left[b] = zero
             e_diag[b] = zero
         for j in range(W - 1, -1, -1):
+            if j == 0:
+                # column 0: the only predecessor is the cell above; it also gets the diagonal push of column 1
+                for b in range(CB):
+                    e = e_below[1, b] + e_left[b]
+                    e_grid[i, 0, b] = e
+                    e_up[1, b] = e + e_diag[b]
+                continue
             if no_vert[j]:
                 for b in range(CB):
                     e = e_below[j + 1, b] + e_left[b]
@@ -330,6 +351,18 @@ def _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma
                 e_up[j + 1, b] = wv * scale + e_diag[b]
                 e_diag[b] = wd * scale
                 e_left[b] = wh * scale
+    # row 0: each cell's only predecessor is the one on its left (see _sweep_forward)
+    e_below = e_rows[0]
+    for b in range(nb):
+        if lane_rows[b] == 1:
+            e_below[lane_last[b] + 1, b] += seed[b]
+    for b in range(CB):
+        e_left[b] = zero
+    for j in range(W - 1, -1, -1):
+        for b in range(CB):
+            e = e_below[j + 1, b] + e_left[b]
+            e_grid[0, j, b] = e
+            e_left[b] = e
     return e_grid
 
 
