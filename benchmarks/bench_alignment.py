@@ -233,6 +233,10 @@ def main() -> None:
     parser.add_argument("--max-loop-cells", type=int, default=4096, help="estimate cell loops on larger grids")
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per blocked_autorange measurement")
     parser.add_argument(
+        "--device", choices=["all", "cpu", "cuda"], default="all",
+        help="which tables: the CPU one, the GPU one (when CUDA is available), or both (default)",
+    )
+    parser.add_argument(
         "--rounds", type=int, default=1,
         help="measure every implementation this many times, interleaved, and keep each one's fastest round",
     )
@@ -259,13 +263,18 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
 
     impls = ["kernel", "ref", "original", "floor"]
-    print("\nCPU (float32, gamma 0.1, forward + backward)\n" + header(impls))
-    rows = run_table(shapes, torch.device("cpu"), impls, args.max_loop_cells, args.min_run_time, args.rounds)
-    if torch.cuda.is_available():
-        print(f"\nGPU {torch.cuda.get_device_name()} (float32, gamma 0.1, forward + backward)\n" + header(impls))
-        rows += run_table(shapes, torch.device("cuda"), impls, args.max_loop_cells, args.min_run_time, args.rounds)
-    else:
-        print("\nno CUDA device: the GPU (Triton) table needs a run on a machine with a GPU")
+    rows = []
+    if args.device in ("all", "cpu"):
+        print("\nCPU (float32, gamma 0.1, forward + backward)\n" + header(impls))
+        rows += run_table(shapes, torch.device("cpu"), impls, args.max_loop_cells, args.min_run_time, args.rounds)
+    if args.device in ("all", "cuda"):
+        if torch.cuda.is_available():
+            print(f"\nGPU {torch.cuda.get_device_name()} (float32, gamma 0.1, forward + backward)\n" + header(impls))
+            rows += run_table(shapes, torch.device("cuda"), impls, args.max_loop_cells, args.min_run_time, args.rounds)
+        elif args.device == "cuda":
+            parser.error("--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
+        else:
+            print("\nno CUDA device: the GPU (Triton) table needs a run on a machine with a GPU")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(rows, fh, indent=1)
