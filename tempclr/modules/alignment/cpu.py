@@ -17,6 +17,12 @@ from R.  The weights are normalised per cell, so ``E`` stays in ``[0, 1]`` for a
 ``exp((R[s] - D[s] - R[p]) / gamma)`` that overflows when R is large and gamma small).  The expected alignment
 ``A = dScore/dD`` is the cost-cell part of E; the autograd backward is ``grad * A``.  Cells outside an item's
 lengths never receive anything, so their gradient is exactly 0.  R is kept only per chunk (memory O(64 L M)).
+
+Fewer predecessors, less work.  Row 0 (only the cell on the left) and column 0 (only the cell above) need no
+soft-min at all; in OTAM's middle columns, where no lane allows the vertical move, the soft-min runs over two
+predecessors (one exp forward, one backward: the smaller predecessor's weight is 1).  Each of these is a branch
+per column outside the lane loop: LLVM's vectoriser gave up on the sweeps when the same work was written as
+separate loops after the column loop (BENCHMARKS.md lists what was tried).
 """
 from __future__ import annotations
 
@@ -197,7 +203,8 @@ def _load_chunk(D, lengths, b0, L, W, CB, otam, offset, transpose, dtype):
     """Lane metadata and costs of the chunk starting at item b0.
 
     Returns (nb real lanes, lane_rows, lane_cols, lane_last [CB] in grid orientation, vpen [W, CB] = 0 where the
-    vertical move is allowed and +inf where OTAM forbids it, cost [L, W, CB] in grid coordinates: D inside each
+    vertical move is allowed and +inf where OTAM forbids it, no_vert [W] = True where every lane forbids it (the
+    sweeps then use the two-predecessor soft-min there), cost [L, W, CB] in grid coordinates: D inside each
     lane's lengths, 0 on OTAM's side columns and outside the lengths).  Items without lengths (lengths is empty)
     and dummy lanes past the batch use the whole grid."""
     B = D.shape[0]
