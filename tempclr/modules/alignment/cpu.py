@@ -296,6 +296,14 @@ def _sweep_forward(Rc, cost, vpen, no_vert, gamma, inv_gamma, hard):
 
 
 @njit(inline="always", **_JIT)
+def _seed_end_cells(e_below, i, seed, nb, lane_rows, lane_last):
+    """Start the backward of row i: each lane whose end cell is in row i gets seed[b] there."""
+    for b in range(nb):
+        if i == lane_rows[b] - 1:
+            e_below[lane_last[b] + 1, b] += seed[b]
+
+
+@njit(inline="always", **_JIT)
 def _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma):
     """E [L, W, CB] = dScore / dR (times seed[b]) for every cell: the expected alignment.
 
@@ -315,9 +323,7 @@ def _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma
     for i in range(L - 1, 0, -1):
         e_below = e_rows[i % 2]
         e_up = e_rows[(i + 1) % 2]
-        for b in range(nb):
-            if i == lane_rows[b] - 1:
-                e_below[lane_last[b] + 1, b] += seed[b]
+        _seed_end_cells(e_below, i, seed, nb, lane_rows, lane_last)
         for b in range(CB):
             e_left[b] = zero
             e_diag[b] = zero
@@ -360,9 +366,7 @@ def _sweep_backward(Rc, vpen, no_vert, seed, nb, lane_rows, lane_last, inv_gamma
                 e_left[b] = wh * scale
     # row 0: each cell's only predecessor is the one on its left (see _sweep_forward)
     e_below = e_rows[0]
-    for b in range(nb):
-        if lane_rows[b] == 1:
-            e_below[lane_last[b] + 1, b] += seed[b]
+    _seed_end_cells(e_below, 0, seed, nb, lane_rows, lane_last)
     for b in range(CB):
         e_left[b] = zero
     for j in range(W - 1, -1, -1):
