@@ -1,4 +1,4 @@
-"""Random clip reads: memory-mapped ShardedTensor vs one ``np.load`` per video file (REFERENCE §3.2, §10.2).
+"""Random clip reads: memory-mapped ShardedTensor vs one ``np.load`` per video file.
 
 Writes ``n_videos`` videos of per-second features ``[T, 512]`` float16 (T uniform in 90..150) both as
 ``<dir>/<id>.npy`` files and as ShardedTensor shards, then reads a random 3..32 s clip from each of ``n_reads``

@@ -27,10 +27,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from pretokenization import pretokenize  # noqa: E402
 from shard_feature import shard_features  # noqa: E402
 
-from tempclr.datasets.demo_bert import write_tiny_bert  # noqa: E402
-from tempclr.datasets.demo_crosstask import write_crosstask_release  # noqa: E402
-from tempclr.datasets.demo_how2 import write_demo_how2  # noqa: E402
-from tempclr.datasets.demo_world import World  # noqa: E402
+from tempclr.demo.bert import write_tiny_bert  # noqa: E402
+from tempclr.demo.crosstask import write_crosstask_release  # noqa: E402
+from tempclr.demo.how2 import write_demo_how2  # noqa: E402
+from tempclr.demo.world import World  # noqa: E402
 from tempclr.utils.fileio import atomic_dir  # noqa: E402
 
 __all__ = ["make_demo_data", "TEXT_PREFIX"]

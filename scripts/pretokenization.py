@@ -1,5 +1,5 @@
-"""Tokenise HowTo100M-style captions into ShardedTensor text shards that follow the video shards
-(REFERENCE §3.2, §8.3).  Run ``scripts/shard_feature.py`` first: this reads its ``{split}_meta.pkl``.
+"""Tokenise HowTo100M-style captions into ShardedTensor text shards that follow the video shards.
+Run ``scripts/shard_feature.py`` first: this reads its ``{split}_meta.pkl``.
 
 Input: a caption file, ``.json`` (``id -> {"start": [s], "end": [s], "text": [str]}``) or ``.pkl`` (the same dict,
 or, as the caption dedup step writes it, ``id -> json string`` of it), and a BERT tokenizer: a folder or a hub name

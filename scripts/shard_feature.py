@@ -1,4 +1,4 @@
-"""Pack per-video feature files into ShardedTensor shards for pretraining (REFERENCE §3.2, §8.4).
+"""Pack per-video feature files into ShardedTensor shards for pretraining.
 
 Input: ``<feat_dir>/<video_id>.npy`` (``[T, D]``, e.g. S3D float16 ``[T, 512]``) and split lists with one video id
 per line (``how2_s3d_train.lst``, ``how2_s3d_val.lst``).  Output in ``shard_dir``, for each split:

@@ -1,4 +1,4 @@
-"""Turn a YAML run config into the shell command that runs it (REFERENCE §2.3), and run it.
+"""Turn a YAML run config into the shell command that runs it, and run it.
 
 Differences from the original, on purpose:
 - binary flags (``fp16``, ``bf16``, ``reset_*``, ...) are emitted only when true;

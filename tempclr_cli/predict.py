@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Offline evaluation: ``python tempclr_cli/predict.py CONFIG`` (what ``locallaunch.py --jobtype local_predict``
-runs).  REFERENCE §2.5, with these changes:
+runs).  It follows the original predict.py, with these changes:
 
 - the checkpoint sweep (when ``fairseq.common_eval.path`` does not contain "best", every ``checkpoint*.pt`` beside
   ``eval.save_path``'s parent is evaluated) says which split selected the best checkpoint, and warns loudly when

@@ -1,4 +1,4 @@
-"""Plain-Python oracles of REFERENCE §6.2 (cell by cell, float64), shared by the task tests."""
+"""Plain-Python oracles of the original soft-DTW / OTAM recurrences (cell by cell, float64), shared by the task tests."""
 import math
 
 

@@ -48,7 +48,7 @@ def assert_close(actual, expected, rtol, atol, what):
 
 
 # ------------------------------------------------------------------------------------------------------------------
-# Brute force: every monotone path, written from the move rules of REFERENCE 6.2, validates the reference itself
+# Brute force: every monotone path, written from the move rules of DTW and OTAM, validates the reference itself
 # ------------------------------------------------------------------------------------------------------------------
 def otam_grid(D):
     """D [L, M] -> the OTAM grid [L, M + 2] with a zero column on each side."""

@@ -1,5 +1,5 @@
 """tempclr.utils.metrics keeps the original TempCLR functions: checked against the original recurrences, written out
-plainly here as the oracle (REFERENCE 6.2), with the two fixed bugs of REFERENCE 10.3 shown explicitly."""
+plainly here as the oracle, with the two fixed bugs of the original shown explicitly."""
 from __future__ import annotations
 
 import pytest

@@ -1,4 +1,4 @@
-"""AlignRetriTask (REFERENCE §6.4): clip selection, shuffled-order negatives and the loss, by hand."""
+"""AlignRetriTask: clip selection, shuffled-order negatives and the loss, by hand."""
 import math
 import random
 

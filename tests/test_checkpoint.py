@@ -1,4 +1,4 @@
-"""Full-size VideoCLIP state-dict layout (REFERENCE §5.3) and strict checkpoint loading (§2.5 item 5)."""
+"""Full-size VideoCLIP state-dict layout and strict checkpoint loading."""
 import argparse
 import json
 import os
@@ -14,13 +14,13 @@ from transformers import BertConfig  # noqa: E402
 from tempclr.models import MMFusionSeparate  # noqa: E402
 from tempclr.utils.checkpoint import load_checkpoint_state, load_model_weights  # noqa: E402
 
-# the 310-key layout of REFERENCE §5.3 (copied from the spec into tests/data)
+# the 310-key layout of a released VideoCLIP checkpoint (its key names and shapes, in tests/data)
 LAYOUT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "videoclip_state_dict.json")
 H, FF = 768, 3072
 
 
 def bert_layout(prefix: str, layers: int) -> dict:
-    """Key -> shape of a transformers-3.x BertModel (with its persistent position_ids), REFERENCE §5.3."""
+    """Key -> shape of a transformers-3.x BertModel (with its persistent position_ids)."""
     layout = {f"{prefix}embeddings.word_embeddings.weight": [30522, H],
               f"{prefix}embeddings.position_embeddings.weight": [512, H],
               f"{prefix}embeddings.token_type_embeddings.weight": [2, H],

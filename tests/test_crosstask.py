@@ -1,6 +1,6 @@
 """CrossTask step localisation: the aligner's sliding windows and targets, window averaging, the predictor end to
 end on a hand-built release, AlignLocalTask's loss against a hand computation, the demo release writer, the
-timeline picture, and the errors for a malformed or incomplete release (REFERENCE §3.3, §4.3, §6.5, §7.2)."""
+timeline picture, and the errors for a malformed or incomplete release."""
 from __future__ import annotations
 
 import math
@@ -19,8 +19,8 @@ from torch.utils.data import DataLoader  # noqa: E402
 from transformers import AutoTokenizer, BertConfig  # noqa: E402
 
 from tempclr.datasets import MMDataset  # noqa: E402
-from tempclr.datasets.demo_crosstask import crosstask_video_id, write_crosstask_release  # noqa: E402
-from tempclr.datasets.demo_world import World  # noqa: E402
+from tempclr.demo.crosstask import crosstask_video_id, write_crosstask_release  # noqa: E402
+from tempclr.demo.world import World  # noqa: E402
 from tempclr.evaluators.crosstask_predictor import CrossTaskPredictor, average_windows  # noqa: E402
 from tempclr.evaluators.metric import CrossTaskMetric  # noqa: E402
 from tempclr.evaluators.timeline import plot_timeline  # noqa: E402

@@ -1,4 +1,4 @@
-"""A real ``fairseq-train`` run of AlignLocalTask (CrossTask fine-tuning, REFERENCE §6.5) through
+"""A real ``fairseq-train`` run of AlignLocalTask (CrossTask fine-tuning) through
 ``locallaunch.py`` on a small demo release and a tiny BERT: it exits 0, saves checkpoint_last.pt, and logs the
 BCE and alignment terms (alignment > 0 while training, 0 in validation)."""
 from __future__ import annotations
@@ -11,9 +11,9 @@ import sys
 import pytest
 from omegaconf import OmegaConf
 
-from tempclr.datasets.demo_bert import write_tiny_bert
-from tempclr.datasets.demo_crosstask import write_crosstask_release
-from tempclr.datasets.demo_world import World
+from tempclr.demo.bert import write_tiny_bert
+from tempclr.demo.crosstask import write_crosstask_release
+from tempclr.demo.world import World
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tempclr.datasets.demo_how2 import how2_video_id
-from tempclr.datasets.demo_world import CHATTER, World
+from tempclr.demo.how2 import how2_video_id
+from tempclr.demo.world import CHATTER, World
 from tempclr.utils.shardedtensor import ShardedTensor
 from conftest import load_script
 

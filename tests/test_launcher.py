@@ -1,4 +1,4 @@
-"""locallaunch.py / LocalJob: the command each seed config expands to (REFERENCE §2.3)."""
+"""locallaunch.py / LocalJob: the command each seed config expands to."""
 import os
 import shlex
 import subprocess

@@ -1,4 +1,4 @@
-"""Losses against hand computations (REFERENCE §6.1)."""
+"""Losses against hand computations."""
 import math
 
 import numpy as np

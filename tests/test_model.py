@@ -1,4 +1,4 @@
-"""VideoCLIP model on transformers 5.x (REFERENCE §5.1, §5.2) with a tiny BERT: shapes, pooling, masks, loading."""
+"""VideoCLIP model on transformers 5.x with a tiny BERT: shapes, pooling, masks, loading."""
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

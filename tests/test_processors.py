@@ -1,4 +1,4 @@
-"""Sequence builders and the HowTo100M clip samplers (REFERENCE §4.1, §4.2)."""
+"""Sequence builders and the HowTo100M clip samplers."""
 import random
 
 import numpy as np

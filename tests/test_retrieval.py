@@ -1,4 +1,4 @@
-"""Retrieval-augmented batch building on the demo data, in one process (REFERENCE §6.3)."""
+"""Retrieval-augmented batch building on the demo data, in one process."""
 import os
 import pickle
 

@@ -1,4 +1,4 @@
-"""``MMDataset``: meta/video/text processors plus an aligner make one item (REFERENCE §1 datasets/)."""
+"""``MMDataset``: meta/video/text processors plus an aligner make one item."""
 from __future__ import annotations
 
 from typing import Any, Dict, List

@@ -1,4 +1,4 @@
-"""CrossTask step localisation predictor (REFERENCE §7.2).
+"""CrossTask step localisation predictor.
 
 Per video (one per batch): the model's per-second logits ``[Σlen, K]`` come window by window from the
 overlapping sliding windows of :class:`~tempclr.processors.dsprocessor.CrossTaskAligner`; they are averaged back

@@ -1,4 +1,4 @@
-"""Predictors: run a model over an evaluation loader and collect what a metric needs (REFERENCE §7)."""
+"""Predictors: run a model over an evaluation loader and collect what a metric needs."""
 from __future__ import annotations
 
 import os

@@ -1,4 +1,4 @@
-"""fairseq criterion ``mmloss``: the tempclr task computes the loss; this only adapts (REFERENCE §2.4)."""
+"""fairseq criterion ``mmloss``: the tempclr task computes the loss; this only adapts."""
 from __future__ import annotations
 
 from fairseq import metrics

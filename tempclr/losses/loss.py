@@ -1,4 +1,4 @@
-"""Plain losses named by ``loss.loss_cls`` (REFERENCE §6.1)."""
+"""Plain losses named by ``loss.loss_cls``."""
 from __future__ import annotations
 
 import torch

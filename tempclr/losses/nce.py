@@ -1,4 +1,4 @@
-"""Contrastive video-text loss of VideoCLIP (REFERENCE §6.1)."""
+"""Contrastive video-text loss of VideoCLIP."""
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,4 @@
-"""VideoCLIP / TempCLR fusion models (REFERENCE §5.1, §5.2).
+"""VideoCLIP / TempCLR fusion models.
 
 ``MMFusion(config)`` builds the two encoders from ``config.dataset.bert_name`` (a hub name or a local folder
 written by ``BertModel.save_pretrained``):
@@ -202,7 +202,7 @@ class MMFusionSeparate(MMFusion):
 
 
 class MMFusionSeparateActionLocalization(MMFusionSeparate):
-    """CrossTask step localisation (REFERENCE §5.2), one video per batch.
+    """CrossTask step localisation, one video per batch.
 
     The video is cut into W windows ``vfeats [1, W, Lv, 512]`` / ``vmasks [1, W, Lv]``; the K step texts are
     ``caps [1, K, T]`` / ``cmasks [1, K, T]``.  Each window is encoded with dummy caps

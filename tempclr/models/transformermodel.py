@@ -1,4 +1,4 @@
-"""The VideoCLIP video encoder (REFERENCE §5.1) on transformers 5.x.
+"""The VideoCLIP video encoder on transformers 5.x.
 
 ``MMBertForEncoder`` = ``videomlp`` (S3D feature -> BERT width) then ``bert`` (:class:`MMBertModel`:
 :class:`~tempclr.modules.mm.MMBertEmbeddings`, ``BertEncoder``, ``BertPooler``).

@@ -1,4 +1,4 @@
-"""Building blocks of the VideoCLIP video encoder (REFERENCE §5.1), written against transformers 5.x.
+"""Building blocks of the VideoCLIP video encoder, written against transformers 5.x.
 
 * :class:`VideoTokenMLP` projects S3D features ``[B, Lv, 512]`` to BERT width ``[B, Lv, H]``.
 * :class:`MMBertEmbeddings` splices the projected video tokens after ``[CLS]`` and gives them the position ids
@@ -63,7 +63,7 @@ class MMBertEmbeddings(BertEmbeddings):
         self.max_video_len = int(max_video_len)
 
     def build_position_ids(self, num_ids: int, video_len: Optional[int]) -> torch.Tensor:
-        """Position ids ``[1, L]`` of the original model (REFERENCE §5.1).
+        """Position ids ``[1, L]`` of the original model.
 
         With video (``video_len`` = Lv, ``L = Lv + num_ids``): ``pos[0 : Lv+1] ++ pos[M+1 : M+num_ids]`` where
         ``M = max_video_len``, so ``[CLS] v_1..v_Lv`` get ``0..Lv`` and the ids after ``[CLS]`` start at

@@ -1,4 +1,4 @@
-"""faiss nearest-neighbour search over a vector pool (REFERENCE §6.3)."""
+"""faiss nearest-neighbour search over a vector pool."""
 from __future__ import annotations
 
 import logging

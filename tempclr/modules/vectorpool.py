@@ -1,4 +1,4 @@
-"""Per-video embedding pools for retrieval-augmented batching (REFERENCE §6.3)."""
+"""Per-video embedding pools for retrieval-augmented batching."""
 from __future__ import annotations
 
 from typing import Dict, List, Sequence

@@ -11,7 +11,7 @@ Files (one entry per line; ``\\r\\n`` endings are fine; line numbers in errors a
 
 Every malformed line raises :class:`CrossTaskFormatError` (a ``ValueError``) naming the file and line.
 
-The split (:func:`split_vids`, REFERENCE §3.3) is the one of CrossTask ``train.py`` / MMPT
+The split (:func:`split_vids`) is the one of CrossTask ``train.py`` / MMPT
 ``CrossTaskMetaProcessor``, with a local ``np.random.RandomState(seed)`` in place of the global
 ``np.random.seed(0)``: the draws are the same, and nothing else in the process can shift them.
 """
@@ -246,7 +246,7 @@ def random_split(task_vids: TaskVids, test_tasks: Collection[str], n_train: int,
 
 def split_vids(train_csv: str, val_csv: str, primary_path: str, related_path: str, feature_dir: str,
                annotation_dir: str, n_train: int = 30, seed: int = 0) -> dict[str, TaskVids]:
-    """REFERENCE §3.3 end to end: available videos of ``train_csv`` minus those of ``val_csv`` (per task),
+    """The CrossTask split end to end: available videos of ``train_csv`` minus those of ``val_csv`` (per task),
     restricted to primary and related tasks, split by :func:`random_split` with the primary tasks as test
     tasks.  Returns ``{"train": ..., "valid": test, "test": test}`` (valid and test are the same split)."""
     task_vids = get_available_vids(train_csv, feature_dir, annotation_dir)

@@ -1,4 +1,4 @@
-"""CrossTask step localisation processors (REFERENCE §3.3, §4.3).
+"""CrossTask step localisation processors.
 
 One item is one video of a CrossTask task:
 
@@ -34,12 +34,12 @@ CrossTaskItem = Tuple[str, str, List[str], int]
 
 RELEASE_HOW = ("unpack the CrossTask release there (crosstask_release.zip of github.com/DmZhukov/CrossTask), or "
                "run `python scripts/make_demo_data.py` and use the demo release under data/demo/crosstask")
-FEATURES_HOW = ("extract one S3D feature file <vid>.npy per video there (REFERENCE §3.1), or run "
+FEATURES_HOW = ("extract one S3D feature file <vid>.npy per video there, or run "
                 "`python scripts/make_demo_data.py` and use data/demo/crosstask/features")
 
 
 def sliding_windows(video_len: int, stride: int = 16, size: int = 32) -> Tuple[np.ndarray, np.ndarray]:
-    """Window starts and lengths of the CrossTask aligner (REFERENCE §4.3).
+    """Window starts and lengths of the CrossTask aligner.
 
     For ``ws = 0, stride, 2*stride, ...``: ``length = min(video_len - ws, size)``; the loop stops after the first
     window with ``video_len - ws <= size`` (the window reaching the end).  Returns int64 ``starts [W]`` and
@@ -75,7 +75,7 @@ def _required_dir(config: Any, key: str, how: str) -> str:
 class CrossTaskMetaProcessor(MetaProcessor):
     """The videos of one split, ``[(task, vid, steps, K), ...]`` in task order then video order.
 
-    The split is CrossTask's (REFERENCE §3.3): videos of ``train_csv_path`` minus those of ``val_csv_path``
+    The split is CrossTask's: videos of ``train_csv_path`` minus those of ``val_csv_path``
     whose feature file and annotation exist, of primary or related tasks; a primary task with more than
     ``n_train`` such videos gives ``n_train`` random ones (seed 0) to train and the rest to test, other tasks go
     to train.  A split with no video is an error (an evaluation over nothing would report nothing).
@@ -132,7 +132,7 @@ class CrossTaskTextProcessor(TextProcessor):
 
 
 class CrossTaskAligner(Aligner):
-    """Windows, labels and step texts of one CrossTask video (REFERENCE §4.3).
+    """Windows, labels and step texts of one CrossTask video.
 
     Output (numpy; the loader adds a leading batch dim of 1):
 

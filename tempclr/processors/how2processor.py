@@ -1,4 +1,4 @@
-"""HowTo100M processors over sharded features and pretokenised captions (REFERENCE §3.2, §4.2).
+"""HowTo100M processors over sharded features and pretokenised captions.
 
 Sampling (which captions, which seconds) uses Python ``random``, as the original did; training seeds it
 per epoch in ``FairseqMMTask.get_batch_iterator`` and test-time items seed it per index.
@@ -105,7 +105,7 @@ class ShardedTextProcessor(Processor):
 
 class TextClipSampler:
     """Grow a caption span around a random centre caption until a random token budget
-    ``U{sampled_min_len..sampled_max_len}`` or a 256-s span is reached (REFERENCE §4.2 step 1-3)."""
+    ``U{sampled_min_len..sampled_max_len}`` or a 256-s span is reached."""
 
     def __init__(self, config: Any):
         self.min_len = int(cfg_get(config, "sampled_min_len", 8))
@@ -132,7 +132,7 @@ class TextClipSampler:
 
 
 class VideoClipSampler:
-    """A random-length ``U{min..max}``-second window grown around a centre second (REFERENCE §4.2 step 5)."""
+    """A random-length ``U{min..max}``-second window grown around a centre second."""
 
     def __init__(self, config: Any):
         self.min_len = int(cfg_get(config, "sampled_video_min_len", 3))
@@ -188,7 +188,7 @@ class _SampledClipsAligner(Aligner):
 
 class OverlappedAligner(_SampledClipsAligner):
     """Clips whose video window is grown around a random second of the caption span: the window has a random
-    length and may overlap other clips' windows (REFERENCE §4.2 step 4-5)."""
+    length and may overlap other clips' windows."""
 
     def __init__(self, config: Any):
         super().__init__(config)

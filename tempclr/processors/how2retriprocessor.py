@@ -1,4 +1,4 @@
-"""Retrieval-augmented HowTo100M processors: one item is a group of videos (REFERENCE §4.2, §6.3)."""
+"""Retrieval-augmented HowTo100M processors: one item is a group of videos."""
 from __future__ import annotations
 
 from typing import Any, List, Sequence, Tuple

@@ -1,4 +1,4 @@
-"""Processor bases (REFERENCE §1, §4.1).
+"""Processor bases.
 
 A dataset item is built by four pluggable parts, named by class in the YAML config:
 ``meta_processor[idx] -> (video_id, text_id)``, ``video_processor(video_id) -> features``,
@@ -71,7 +71,7 @@ def get_tokenizer(bert_name: str, use_fast: Optional[bool] = None):
 
 
 class TextProcessor(Processor):
-    """Caption string → token ids, no special tokens (REFERENCE §4.4)."""
+    """Caption string → token ids, no special tokens."""
 
     def __init__(self, config: Any):
         super().__init__(config)
@@ -99,7 +99,7 @@ class VideoProcessor(Processor):
 
 
 class Aligner:
-    """Builds the fixed-size model inputs from features and token ids (REFERENCE §4.1).
+    """Builds the fixed-size model inputs from features and token ids.
 
     Video: ``vfeats [max_video_len, D]`` float32 zero-filled, ``vmasks [max_video_len]`` bool.
     Text: ``caps [max_len - max_video_len]`` int64 = ``[CLS] [SEP] tokens [SEP] [PAD]...``, ``cmasks`` bool.

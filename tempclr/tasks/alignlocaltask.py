@@ -1,4 +1,4 @@
-"""``AlignLocalTask``: CrossTask fine-tuning with a sequence alignment loss (TempCLR, REFERENCE §6.5).
+"""``AlignLocalTask``: CrossTask fine-tuning with a sequence alignment loss (TempCLR).
 
 Loss of one video: ``L = (1 - c) * BCE + c * L_seq`` with ``c = alignment.alignment_loss_coeff`` (0.12).
 
@@ -20,7 +20,7 @@ Changes from TempCLR: works on any device (the original moved its tensors to CUD
 reorderings of ``A`` while enough exist (the original drew with replacement, so duplicates were common for short
 ``A``), cycling through all of them when fewer than ``S - 1`` exist; the inner shuffles are drawn in one
 vectorised step.  As in the original, ``video_seq`` concatenates the overlapping windows, so the frame sequence
-revisits seconds (REFERENCE §10.3).
+revisits seconds.
 """
 from __future__ import annotations
 

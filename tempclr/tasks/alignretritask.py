@@ -1,4 +1,4 @@
-"""TempCLR pretraining (REFERENCE §6.4): VideoCLIP's retrieval-augmented contrastive loss plus a
+"""TempCLR pretraining: VideoCLIP's retrieval-augmented contrastive loss plus a
 sequence-level alignment loss.
 
 For every video of the batch, a few non-overlapping clips in temporal order give a sentence × clip distance

@@ -1,4 +1,4 @@
-"""fairseq task ``mmtask``: adapts a tempclr :class:`Task` to fairseq-train (REFERENCE §2.4)."""
+"""fairseq task ``mmtask``: adapts a tempclr :class:`Task` to fairseq-train."""
 from __future__ import annotations
 
 import random

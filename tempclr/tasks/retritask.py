@@ -1,4 +1,4 @@
-"""Retrieval-augmented training (VideoCLIP, REFERENCE §6.3).
+"""Retrieval-augmented training (VideoCLIP).
 
 Before each training epoch ≥ ``retri_epoch``: embed every training video (mean over sampled clips of
 ``(pooled_video + pooled_text)/2``), index them with faiss, and regroup the training set so each batch holds a
@@ -92,7 +92,7 @@ class RetriTask(Task):
 
     def group_by_retrieval(self, epoch: int, pool: VideoVectorPool) -> List[List[str]]:
         """Seeds drawn at random (``N // num_video_per_batch`` of them); each group is the seed plus its
-        ``num_cands`` nearest neighbours, randomly cut to ``num_video_per_batch`` (REFERENCE §6.3)."""
+        ``num_cands`` nearest neighbours, randomly cut to ``num_video_per_batch``."""
         per_group = int(cfg_get(self.config, "dataset.num_video_per_batch", 16))
         vectors = pool.matrix()
         retriever = VectorRetriever(vectors.shape[1], centroids=int(cfg_get(self.config, "retri_centroids", 512)),

@@ -1,5 +1,4 @@
-"""``Task``: builds datasets, model and loss from a run config and computes the training loss
-(REFERENCE §1 tasks/, §2.4)."""
+"""``Task``: builds datasets, model and loss from a run config and computes the training loss."""
 from __future__ import annotations
 
 import copy

@@ -1,4 +1,4 @@
-"""Read fairseq / tempclr checkpoints and load their weights strictly (REFERENCE §2.5 item 5, §5.3).
+"""Read fairseq / tempclr checkpoints and load their weights strictly.
 
 The original loader used ``load_state_dict(strict=False)``, so a checkpoint of the wrong model loaded
 "successfully" with random weights.  :func:`load_model_weights` instead fails, by default, on any missing or

@@ -77,7 +77,7 @@ def save_config_atomic(config: DictConfig, path: str) -> None:
 
 
 def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: bool = False) -> DictConfig:
-    """Load a run config (REFERENCE §2.1).
+    """Load a run config.
 
     ``config_file`` or ``args.taskconfig`` names the YAML.  ``dataset.subsampling`` divides the fairseq batch
     size.  For a training config (``dataset.split != "test"``) this requires ``fairseq.checkpoint.save_dir``;

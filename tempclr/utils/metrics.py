@@ -1,8 +1,8 @@
 """The original TempCLR alignment helpers (``utils/metrics.py``), same names, arguments and output shapes, computed
 by the kernels of :mod:`tempclr.modules.alignment` instead of Python cell loops.
 
-Values equal the recurrences of REFERENCE section 6.2 (soft-min in log-sum-exp form, gamma = ``lbda``), with two
-documented fixes (REFERENCE section 10.3): ``OTAM_eval_cum_dist`` adds the column-1 minimum (the original
+Values equal the original recurrences (soft-min in log-sum-exp form, gamma = ``lbda``), with two
+documented fixes: ``OTAM_eval_cum_dist`` adds the column-1 minimum (the original
 subtracted it) and the pads no longer zero real cells when a padding amount is 0.  The recurrences accept any
 leading dims (the originals needed exactly ``[b, n, L, M]``) and return the input's dtype (the originals always
 allocated float32).  New code should call :func:`~tempclr.modules.alignment.soft_dtw` /

@@ -1,4 +1,4 @@
-"""``ShardedTensor``: N variable-length arrays stored as one concatenated array plus row offsets (REFERENCE §3.2).
+"""``ShardedTensor``: N variable-length arrays stored as one concatenated array plus row offsets.
 
 On disk a shard with prefix ``p`` is two ``.npy`` files:
 

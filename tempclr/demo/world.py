@@ -7,7 +7,7 @@ short CrossTask-style ``name`` ("crack eggs"), a caption-style ``phrase`` ("crac
 A video of a task (``World.sample_video``) performs the task's steps in script order (each skipped with a small
 probability) with background seconds before, between and after them, and is ``T`` = 60..180 s long.  Its
 per-second features ``[T, 512]`` are ``normalize(center + style + noise)``, stored float16 like real S3D features
-(REFERENCE §3.1): ``center`` is the step's prototype (or the shared background direction), ``style`` a per-video
+(one vector per second of video): ``center`` is the step's prototype (or the shared background direction), ``style`` a per-video
 offset, and ``noise`` temporally correlated Gaussian noise.  Captions are paraphrases of the step phrase placed
 around the step's interval, plus background chatter, sorted by start time.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Step", "Task", "DemoVideo", "World", "CAPTION_TEMPLATES", "CHATTER", "LEXICON", "FEATURE_DIM"]
+__all__ = ["Step", "DemoTask", "DemoVideo", "World", "CAPTION_TEMPLATES", "CHATTER", "LEXICON", "FEATURE_DIM"]
 
 FEATURE_DIM = 512
 MIN_SECONDS, MAX_SECONDS = 60, 180
@@ -150,7 +150,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Task:
+class DemoTask:
     """A task: CrossTask-style numeric-string ``id``, ``title``, ``url`` and the ordered ``steps``."""
     id: str
     title: str
@@ -213,14 +213,14 @@ class World:
             for name, phrase in steps:
                 proto = phrase_to_proto.setdefault(phrase, len(phrase_to_proto))
                 built.append(Step(name=name, phrase=phrase, proto=proto))
-            tasks.append(Task(id=task_id, title=title, url=url, steps=tuple(built)))
-        self.tasks: tuple[Task, ...] = tuple(tasks)
+            tasks.append(DemoTask(id=task_id, title=title, url=url, steps=tuple(built)))
+        self.tasks: tuple[DemoTask, ...] = tuple(tasks)
         rng = np.random.default_rng([self.seed, 0])
         vectors = _unit_rows(rng, len(phrase_to_proto) + 1, self.feature_dim)
         self.prototypes: np.ndarray = vectors[:-1]
         self.background: np.ndarray = vectors[-1]
 
-    def task(self, task_id: str) -> Task:
+    def task(self, task_id: str) -> DemoTask:
         """The task with this id; ``KeyError`` lists the valid ids."""
         for task in self.tasks:
             if task.id == task_id:
@@ -228,7 +228,7 @@ class World:
         raise KeyError(f"no task {task_id!r} in the demo world; ids: {[t.id for t in self.tasks]}")
 
     # ----------------------------------------------------------------------------------------- sampling
-    def sample_video(self, rng: np.random.Generator, task: Task) -> DemoVideo:
+    def sample_video(self, rng: np.random.Generator, task: DemoTask) -> DemoVideo:
         """Draw one video of ``task`` (layout, features and captions) using only ``rng``."""
         kept = self._kept_steps(rng, task)
         duration = int(rng.integers(MIN_SECONDS, MAX_SECONDS + 1))
@@ -237,7 +237,7 @@ class World:
         captions = self._captions(rng, task, intervals, duration)
         return DemoVideo(task_id=task.id, features=features, steps=intervals, captions=captions)
 
-    def _kept_steps(self, rng: np.random.Generator, task: Task) -> list[int]:
+    def _kept_steps(self, rng: np.random.Generator, task: DemoTask) -> list[int]:
         keep = rng.random(len(task.steps)) >= STEP_SKIP_PROB
         if keep.sum() < MIN_KEPT_STEPS:
             keep[:] = True
@@ -256,7 +256,7 @@ class World:
         ends = np.cumsum(lengths)
         return [(kept[j], int(ends[2 * j + 1] - lengths[2 * j + 1]), int(ends[2 * j + 1])) for j in range(k)]
 
-    def _features(self, rng: np.random.Generator, task: Task, intervals: list[tuple[int, int, int]],
+    def _features(self, rng: np.random.Generator, task: DemoTask, intervals: list[tuple[int, int, int]],
                   duration: int) -> np.ndarray:
         centers = np.tile(self.background, (duration, 1))
         for step_index, start, end in intervals:
@@ -273,7 +273,7 @@ class World:
         feats /= np.linalg.norm(feats, axis=1, keepdims=True)
         return feats.astype(np.float16)
 
-    def _captions(self, rng: np.random.Generator, task: Task, intervals: list[tuple[int, int, int]],
+    def _captions(self, rng: np.random.Generator, task: DemoTask, intervals: list[tuple[int, int, int]],
                   duration: int) -> list[tuple[float, float, str]]:
         captions = []
 

@@ -1,4 +1,4 @@
-"""Write a CrossTask-format demo release drawn from a :class:`World` (REFERENCE §3.1, §3.3).
+"""Write a CrossTask-format demo release drawn from a :class:`World`.
 
 Layout under ``out_dir`` (``data/demo/crosstask`` in the demo)::
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from tempclr.datasets.demo_world import Task, World
+from tempclr.demo.world import DemoTask, World
 from tempclr.utils.fileio import atomic_dir
 
 __all__ = ["CROSSTASK_CODE", "RELATED_TASKS", "crosstask_video_id", "write_crosstask_release"]
@@ -68,7 +68,7 @@ def _annotation_text(steps: list[tuple[int, int, int]]) -> str:
     return "".join(f"{step + 1},{start:.2f},{end:.2f}\n" for step, start, end in steps)
 
 
-def _write_primary_task(world: World, task_index: int, task: Task, n_videos: int, seed: int, release: str,
+def _write_primary_task(world: World, task_index: int, task: DemoTask, n_videos: int, seed: int, release: str,
                         features: str) -> list[str]:
     """Sample, save features and annotations for one primary task; returns its video ids in order."""
     ids = []

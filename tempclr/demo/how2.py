@@ -1,4 +1,4 @@
-"""Write a HowTo100M-format demo set drawn from a :class:`World` (REFERENCE §3.1, §3.2).
+"""Write a HowTo100M-format demo set drawn from a :class:`World`.
 
 Writes, for ``n_train + n_val`` videos with ids ``demo_how2_00000, demo_how2_00001, ...`` (train first):
 
@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from tempclr.datasets.demo_world import World
+from tempclr.demo.world import World
 from tempclr.utils.fileio import save_npy_atomic, write_text_atomic
 
 __all__ = ["HOW2_CODE", "how2_video_id", "write_demo_how2"]
