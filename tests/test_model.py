@@ -8,9 +8,9 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
 
-from tempclr.models import (MMBertForEncoder, MMFusionSeparate, MMFusionSeparateActionLocalization,  # noqa: E402
-                            get_model_class)
+from tempclr.models import MMBertForEncoder, MMFusionSeparate, MMFusionSeparateActionLocalization  # noqa: E402
 from tempclr.modules.mm import MMBertEmbeddings, VideoTokenMLP  # noqa: E402
+from tempclr.utils.registry import lookup  # noqa: E402
 
 # special tokens away from bert-base ids 0/101/102, so hard-coded ids would fail
 VOCAB = ["[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]", "crack", "the", "eggs", "into", "a", "bowl", "whisk",
@@ -235,7 +235,7 @@ def test_action_localization_outputs(tokenizer):
 
 def test_build_from_saved_folder(bert_dir):
     saved = BertModel.from_pretrained(bert_dir).state_dict()
-    model = get_model_class("MMFusionSeparateActionLocalization")(
+    model = lookup("model", "MMFusionSeparateActionLocalization")(
         run_config(bert_dir, video_layers=2, model_cls="MMFusionSeparateActionLocalization"))
     assert model.dummy_caps.tolist() == [[CLS, SEP, PAD, SEP]]  # ids from the folder's vocabulary
     assert model.is_train is False and model.hidden_size == 32
@@ -276,8 +276,9 @@ def test_bad_config_errors(bert_dir, tokenizer):
     bad.model.video_encoder_cls = "MMBertForMFMMLM"
     with pytest.raises(ValueError, match="MMBertForEncoder"):
         MMFusionSeparate(bad, bert_config=tiny_bert_config())
-    with pytest.raises(ValueError, match="available"):
-        get_model_class("MMFusionJoint")
+    with pytest.raises(ValueError, match=r"^model.model_cls: MMFusionJoint names no model; valid: "
+                                         r"MMFusionSeparate, MMFusionSeparateActionLocalization$"):
+        lookup("model", "MMFusionJoint")
     model = MMFusionSeparate(run_config("unused"), bert_config=tiny_bert_config(), tokenizer=tokenizer)
     caps, cmasks, vfeats, vmasks = make_batch()
     with pytest.raises(ValueError, match="vmasks"):

@@ -22,6 +22,7 @@ import torch
 from tempclr.processors.crosstask_release import read_assignment
 from tempclr.processors.dsprocessor import sliding_windows
 from tempclr.utils.load_config import cfg_get
+from tempclr.utils.registry import register
 
 from .dp import dp
 from .predictor import Predictor
@@ -54,6 +55,7 @@ def average_windows(logits: torch.Tensor, video_len: int, stride: int = 16, size
     return sums / counts.unsqueeze(1)
 
 
+@register("predictor")
 class CrossTaskPredictor(Predictor):
     """Collects ``Y_pred`` / ``Y_true`` (``{task: {vid: [T, K] array}}``) over the test videos.
 

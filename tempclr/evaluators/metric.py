@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from tempclr.utils.fileio import write_json_atomic
+from tempclr.utils.registry import register
 
 __all__ = ["Metric", "RetrievalMetric", "CrossTaskMetric", "pessimistic_ranks"]
 
@@ -85,6 +86,7 @@ def pessimistic_ranks(scores: np.ndarray) -> np.ndarray:
     return (scores >= true_scores).sum(axis=1).astype(np.int64) - 1
 
 
+@register("metric")
 class RetrievalMetric(Metric):
     """R@1, R@5, R@10 and median rank of text-to-video retrieval (HowTo100M formula, ties counted once)."""
 
@@ -111,6 +113,7 @@ class RetrievalMetric(Metric):
 # CrossTask
 
 
+@register("metric")
 class CrossTaskMetric(Metric):
     """CrossTask step recall (``train.py`` of DmZhukov/CrossTask): per task, the fraction of ground-truth
     steps whose predicted second(s) fall inside one of that step's annotated intervals."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from tempclr.utils.registry import register
+
 
 class Loss:
     """A callable loss built from the run config; subclasses take keyword tensors by name."""
@@ -15,6 +17,7 @@ class Loss:
         raise TypeError(f"{type(self).__name__} is a base class; use a concrete loss")
 
 
+@register("loss")
 class CrossEntropy(Loss):
     """``CE(logits [N, C], targets [N])``."""
 
@@ -26,6 +29,7 @@ class CrossEntropy(Loss):
         return self.loss(logits.reshape(-1, logits.size(-1)), targets.reshape(-1))
 
 
+@register("loss")
 class BCE(Loss):
     """``BCEWithLogits(logits [Σlen, K], targets [1, Σlen, K])``, mean over all elements (CrossTask)."""
 

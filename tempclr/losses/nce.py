@@ -6,12 +6,15 @@ import torch.nn.functional as F
 
 from .loss import Loss
 
+from tempclr.utils.registry import register
+
 
 def video_text_logits(pooled_video: torch.Tensor, pooled_text: torch.Tensor) -> torch.Tensor:
     """Raw dot products ``[N, N]``: row i = video i against every text.  No normalisation, no temperature."""
     return pooled_video @ pooled_text.t()
 
 
+@register("loss")
 class MMContraLoss(Loss):
     """``CE(V·Tᵀ, arange(N)) + CE(T·Vᵀ, arange(N))``: a sum over the two directions, each a mean over N.
     Negatives are the other clips in the batch."""

@@ -23,6 +23,7 @@ from transformers.utils import logging as hf_logging
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 
 from ..utils.load_config import cfg_get
+from ..utils.registry import register
 from .transformermodel import MMBertForEncoder
 
 __all__ = ["masked_mean", "MMFusion", "MMFusionSeparate", "MMFusionSeparateActionLocalization"]
@@ -142,6 +143,7 @@ class MMFusion(nn.Module):
         raise TypeError(f"{type(self).__name__} is a base class; use MMFusionSeparate or a subclass of it")
 
 
+@register("model")
 class MMFusionSeparate(MMFusion):
     """VideoCLIP / TempCLR: separate video and text encoders, masked-mean pooling, dot-product similarity.
 
@@ -201,6 +203,7 @@ class MMFusionSeparate(MMFusion):
                              f"[B, L] (features [B, L, D]) with the same B and L")
 
 
+@register("model")
 class MMFusionSeparateActionLocalization(MMFusionSeparate):
     """CrossTask step localisation, one video per batch.
 

@@ -6,7 +6,10 @@ from typing import List, Sequence
 
 import numpy as np
 
+from tempclr.utils.registry import register
 
+
+@register("retriever")
 class VectorRetriever:
     """L2 search over ``[N, D]`` float32 vectors.
 

@@ -6,6 +6,8 @@ from typing import Dict, List, Sequence
 import numpy as np
 import torch
 
+from tempclr.utils.registry import register
+
 
 class VectorPool:
     """Collects one float32 vector per id, in insertion order."""
@@ -32,6 +34,7 @@ class VectorPool:
         return dict(zip(self.ids, self.vectors))
 
 
+@register("vectorpool")
 class VideoVectorPool(VectorPool):
     """One vector per video: the mean over its clips of ``(pooled_video + pooled_text) / 2``."""
 

@@ -22,6 +22,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from tempclr.utils.load_config import cfg_get
+from tempclr.utils.registry import register
 
 from .crosstask_release import read_assignment, read_step_sequence, read_task_info, split_vids
 from .processor import Aligner, MetaProcessor, TextProcessor, VideoProcessor, require_file
@@ -72,6 +73,7 @@ def _required_dir(config: Any, key: str, how: str) -> str:
     return path
 
 
+@register("meta_processor")
 class CrossTaskMetaProcessor(MetaProcessor):
     """The videos of one split, ``[(task, vid, steps, K), ...]`` in task order then video order.
 
@@ -112,6 +114,7 @@ class CrossTaskMetaProcessor(MetaProcessor):
         return item, item
 
 
+@register("video_processor")
 class CrossTaskVideoProcessor(VideoProcessor):
     """``(task, vid, steps, K)`` → features ``[T, D]`` from ``<vfeat_dir>/<vid>.npy``."""
 
@@ -123,6 +126,7 @@ class CrossTaskVideoProcessor(VideoProcessor):
         return feature
 
 
+@register("text_processor")
 class CrossTaskTextProcessor(TextProcessor):
     """``(task, vid, steps, K)`` → K token-id lists, one per step description (no special tokens)."""
 
@@ -131,6 +135,7 @@ class CrossTaskTextProcessor(TextProcessor):
         return [self.tokenizer(step, add_special_tokens=False)["input_ids"] for step in steps]
 
 
+@register("aligner")
 class CrossTaskAligner(Aligner):
     """Windows, labels and step texts of one CrossTask video.
 

@@ -15,6 +15,7 @@ import numpy as np
 
 from tempclr.utils.collate import stack_clip_dicts
 from tempclr.utils.load_config import cfg_get
+from tempclr.utils.registry import register
 from tempclr.utils.shardedtensor import ShardedTensor
 
 from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, Processor, require_file
@@ -29,6 +30,7 @@ def shard_split_name(split: str) -> str:
     return "train" if split == "train" else "val"
 
 
+@register("meta_processor")
 class ShardedHow2MetaProcessor(MetaProcessor):
     """Video ids of a split list (``.lst``) with their shard positions from ``<vfeat_dir>/<split>_meta.pkl``.
     Item: ``(key, key)`` with ``key = (video_id, idx, shard_id, idx_in_shard)``."""
@@ -71,6 +73,7 @@ class _ShardCache:
         return self.shards[shard_id]
 
 
+@register("video_processor")
 class ShardedVideoProcessor(Processor):
     """``(video_id, idx, shard_id, idx_in_shard)`` → the video's ``[T, 512]`` float16 memmap rows."""
 
@@ -84,6 +87,7 @@ class ShardedVideoProcessor(Processor):
         return self.cache.get(key[2])[key[3]]
 
 
+@register("text_processor")
 class ShardedTextProcessor(Processor):
     """``(video_id, idx, shard_id, idx_in_shard)`` → ``{"start": [s], "end": [s], "cap": [[ids]]}`` read from
     the ``<tfeat_dir><split>_<k>.startends`` and ``.caps_ids`` shards (padding ``-1`` removed)."""
@@ -186,6 +190,7 @@ class _SampledClipsAligner(Aligner):
                 "video_start": video_start, "video_end": video_end, "text_start": first, "text_end": end}
 
 
+@register("aligner")
 class OverlappedAligner(_SampledClipsAligner):
     """Clips whose video window is grown around a random second of the caption span: the window has a random
     length and may overlap other clips' windows."""
@@ -202,6 +207,7 @@ class OverlappedAligner(_SampledClipsAligner):
         return self.video_sampler(center, num_seconds)
 
 
+@register("aligner")
 class VariedLenAligner(_SampledClipsAligner):
     """Clips whose video window is the caption span itself (used by the retrieval embedding pass)."""
 

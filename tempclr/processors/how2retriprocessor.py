@@ -5,6 +5,7 @@ from typing import Any, List, Sequence, Tuple
 
 from tempclr.utils.collate import collate_dicts
 from tempclr.utils.load_config import cfg_get
+from tempclr.utils.registry import register
 
 from .how2processor import (OverlappedAligner, ShardedHow2MetaProcessor, ShardedTextProcessor,
                             ShardedVideoProcessor, VariedLenAligner)
@@ -12,6 +13,7 @@ from .how2processor import (OverlappedAligner, ShardedHow2MetaProcessor, Sharded
 GROUPS_MULTIPLE = 8  # the number of groups is truncated to a multiple of this, as the original
 
 
+@register("meta_processor")
 class ShardedHow2VideoRetriMetaProcessor(ShardedHow2MetaProcessor):
     """Items are groups of ``num_video_per_batch`` videos: consecutive in the list at first, then the
     retrieved groups set by :meth:`set_candidates` before each training epoch."""
@@ -45,6 +47,7 @@ class ShardedHow2VideoRetriMetaProcessor(ShardedHow2MetaProcessor):
         self.cands = [[self.video_index[v] for v in g] for g in groups]
 
 
+@register("video_processor")
 class ShardedVideoRetriVideoProcessor(ShardedVideoProcessor):
     """The per-video processor mapped over a group."""
 
@@ -52,6 +55,7 @@ class ShardedVideoRetriVideoProcessor(ShardedVideoProcessor):
         return [super(ShardedVideoRetriVideoProcessor, self).__call__(key) for key in group]
 
 
+@register("text_processor")
 class ShardedVideoRetriTextProcessor(ShardedTextProcessor):
     """The per-video processor mapped over a group."""
 
@@ -74,9 +78,11 @@ class _GroupAligner:
         return batch
 
 
+@register("aligner")
 class VideoRetriOverlappedAligner(_GroupAligner):
     per_video_cls = OverlappedAligner
 
 
+@register("aligner")
 class VideoRetriAligner(_GroupAligner):
     per_video_cls = VariedLenAligner

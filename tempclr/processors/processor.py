@@ -13,6 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tempclr.utils.load_config import cfg_get
+from tempclr.utils.registry import register
 
 
 class Processor:
@@ -70,6 +71,7 @@ def get_tokenizer(bert_name: str, use_fast: Optional[bool] = None):
     return AutoTokenizer.from_pretrained(bert_name, **kwargs)
 
 
+@register("text_processor")
 class TextProcessor(Processor):
     """Caption string → token ids, no special tokens."""
 
@@ -82,6 +84,7 @@ class TextProcessor(Processor):
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+@register("video_processor")
 class VideoProcessor(Processor):
     """Video id → ``np.load(<vfeat_dir>/<id>.npy)``, ``[T, 512]``."""
 

@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.metrics import DTW_cum_dist, OTAM_cum_dist, cos_sim
+from tempclr.utils.registry import register
 
 from .task import Task
 
@@ -114,6 +115,7 @@ def subsample_rows(n_rows: int, n_steps: int, multiplier: int) -> torch.Tensor:
     return torch.from_numpy(np.linspace(0, n_rows - 1, num=num).astype(np.int64))
 
 
+@register("task")
 class AlignLocalTask(Task):
     """CrossTask fine-tuning task (see the module docstring).  Config ``alignment.*``: ``metric`` (dtw | otam),
     ``total_sample_size`` (32), ``alignment_loss_coeff`` (0.12), ``video_sampling_multiplier`` (10),

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.metrics import DTW_cum_dist, OTAM_cum_dist, cos_sim
+from tempclr.utils.registry import register
 
 from .retritask import VideoRetriTask
 
@@ -72,6 +73,7 @@ def sample_shuffled_orders(length: int, count: int, rng: random.Random) -> List[
     return orders
 
 
+@register("task")
 class AlignRetriTask(VideoRetriTask):
     """VideoRetriTask + the alignment loss; ``alignment.layernorm_only`` trains LayerNorms only."""
 

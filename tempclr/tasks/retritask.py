@@ -15,15 +15,16 @@ from typing import Any, Dict, List
 import torch
 from torch.utils.data import DataLoader
 
-from tempclr.modules.retri import VectorRetriever
 from tempclr.modules.vectorpool import VideoVectorPool
 from tempclr.utils import get_rank, get_world_size, set_seed
 from tempclr.utils.fileio import write_pickle_atomic
 from tempclr.utils.load_config import cfg_get
+from tempclr.utils.registry import lookup, register
 
 from .task import Task
 
 
+@register("task")
 class RetriTask(Task):
     """A task whose training groups are rebuilt by retrieval before each epoch."""
 
@@ -79,7 +80,7 @@ class RetriTask(Task):
         model.eval()
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
-        pool = VideoVectorPool(self.config)
+        pool = lookup("vectorpool", cfg_get(self.config, "vectorpool_cls", "VideoVectorPool"))(self.config)
         try:
             for batch in loader:
                 outputs = model(**flatten_video_clips(batch, device, dtype))
@@ -95,8 +96,9 @@ class RetriTask(Task):
         ``num_cands`` nearest neighbours, randomly cut to ``num_video_per_batch``."""
         per_group = int(cfg_get(self.config, "dataset.num_video_per_batch", 16))
         vectors = pool.matrix()
-        retriever = VectorRetriever(vectors.shape[1], centroids=int(cfg_get(self.config, "retri_centroids", 512)),
-                                    db_type=str(cfg_get(self.config, "retri_db_type", "flatl2")))
+        retriever_cls = lookup("retriever", cfg_get(self.config, "retriever_cls", "VectorRetriever"))
+        retriever = retriever_cls(vectors.shape[1], centroids=int(cfg_get(self.config, "retri_centroids", 512)),
+                                  db_type=str(cfg_get(self.config, "retri_db_type", "flatl2")))
         retriever.build(pool.ids, vectors)
         set_seed(epoch)
         seed_rows = random.sample(range(len(pool.ids)), len(pool.ids) // per_group)
@@ -110,6 +112,7 @@ class RetriTask(Task):
         return groups
 
 
+@register("task")
 class VideoRetriTask(RetriTask):
     """VideoCLIP pretraining: groups of videos × clips, flattened to one batch of clips."""
 

@@ -9,6 +9,7 @@ import torch
 
 from tempclr.processors.processor import SPLIT_PATH_KEYS
 from tempclr.utils.load_config import cfg_get
+from tempclr.utils.registry import lookup, register
 
 
 # dataset keys that name files or folders, and how each is produced
@@ -54,16 +55,7 @@ def check_dataset_paths(dataset_config, split: str) -> None:
                 "For the embedded demo run `make demo-data` and use configs/demo/.")
 
 
-def lookup(module, name: str, key: str):
-    """The class called ``name`` in ``module``; a clear error listing what exists otherwise."""
-    cls = getattr(module, str(name), None)
-    if cls is None:
-        available = sorted(n for n in dir(module) if not n.startswith("_") and isinstance(getattr(module, n), type))
-        raise ValueError(f"config key '{key}: {name}' names no class in {module.__name__}; "
-                         f"available: {', '.join(available)}")
-    return cls
-
-
+@register("task")
 class Task:
     """The generic task: ``loss = loss_fn(**sample, **model(**sample))``."""
 
@@ -81,8 +73,7 @@ class Task:
         name = cfg_get(config, "task")
         if name is None:
             return Task(config)
-        from tempclr import tasks
-        return lookup(tasks, name, "task")(config)
+        return lookup("task", name)(config)
 
     # ---- datasets ----
     def build_dataset(self) -> None:
@@ -98,7 +89,6 @@ class Task:
     def build_mmdataset(self, split: str, **overrides):
         """An :class:`MMDataset` for ``split`` from the processors the config names (each built on its own copy
         of ``config.dataset`` with ``split`` set, plus ``overrides``)."""
-        from tempclr import processors
         from tempclr.datasets import MMDataset
 
         dataset_config = copy.deepcopy(self.config.dataset)
@@ -111,17 +101,15 @@ class Task:
             name = cfg_get(dataset_config, key)
             if name is None:
                 raise ValueError(f"config needs 'dataset.{key}'")
-            parts.append(lookup(processors, name, f"dataset.{key}")(dataset_config))
+            parts.append(lookup(key, name)(dataset_config))
         return MMDataset(*parts)
 
     # ---- model and loss ----
     def build_model(self, checkpoint: Optional[str] = None):
-        from tempclr import models
-
         name = cfg_get(self.config, "model.model_cls")
         if name is None:
             raise ValueError("config needs 'model.model_cls' (e.g. MMFusionSeparate)")
-        self.model = lookup(models, name, "model.model_cls")(self.config)
+        self.model = lookup("model", name)(self.config)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
         return self.model
@@ -137,10 +125,8 @@ class Task:
         return self.model
 
     def build_loss(self):
-        from tempclr import losses
-
         name = cfg_get(self.config, "loss.loss_cls")
-        self.loss_fn = None if name is None else lookup(losses, name, "loss.loss_cls")(self.config)
+        self.loss_fn = None if name is None else lookup("loss", name)(self.config)
         return self.loss_fn
 
     # ---- batches ----
