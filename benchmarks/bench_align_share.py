@@ -16,12 +16,11 @@ import statistics
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from tempclr.tasks.task import Task  # noqa: E402
-from tempclr.utils.load_config import load_config  # noqa: E402
+from tempclr.tasks.task import Task
+from tempclr.utils.load_config import load_config
 
 
 def sync(device: torch.device) -> None:
@@ -48,7 +47,8 @@ def main(argv=None) -> int:
         sync(device)
         start = time.perf_counter()
         out = model(**batch)
-        loss = (1 - task.coeff) * task.loss_fn(**out) + task.coeff * task.alignment_loss(
+        coeff = task.alignment.alignment_loss_coeff
+        loss = (1 - coeff) * task.loss_fn(**out) + coeff * task.alignment_loss(
             out["pooled_video"], out["pooled_text"], batch["text_start"], batch["text_end"],
             batch["video_start"], batch["video_end"])
         loss.backward()

@@ -101,7 +101,7 @@ def bench_zero_shot_eval(config_file: str = ZERO_SHOT_CONFIG, rounds: int = 2) -
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(rounds):
             start = time.perf_counter()
-            result = evaluator(task.model, output_file=os.path.join(folder, "predictions"))
+            result = evaluator.evaluate(task.model, output_file=os.path.join(folder, "predictions"))
             best = min(best, time.perf_counter() - start)
             recall = result["recall"]
     n_videos = len(dataloader.dataset)

@@ -21,18 +21,17 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch  # noqa: E402
+import torch
 
-from tempclr.evaluators import Evaluator  # noqa: E402
-from tempclr.evaluators.timeline import plot_timeline  # noqa: E402
-from tempclr.processors.crosstask_release import read_annotation  # noqa: E402
-from tempclr.tasks.task import Task  # noqa: E402
-from tempclr.utils.fileio import atomic_path, write_json_atomic  # noqa: E402
-from tempclr.utils.load_config import cfg_get, load_config  # noqa: E402
-from tempclr_cli.predict import build_dataloader  # noqa: E402
+from tempclr.evaluators import Evaluator
+from tempclr.evaluators.timeline import plot_timeline
+from tempclr.processors.crosstask_release import read_annotation
+from tempclr.tasks.task import Task
+from tempclr.utils.fileio import atomic_path, write_json_atomic
+from tempclr.utils.load_config import cfg_get, load_config
+from tempclr_cli.predict import build_dataloader
 
 DEFAULT_CONFIG = "configs/demo/test_crosstask_zs.yaml"
 
@@ -47,7 +46,7 @@ def save_untrained_checkpoint(model: torch.nn.Module, path: str) -> str:
 def write_timelines(outputs: dict, meta_processor, annotation_dir: str, folder: str, count: int) -> list:
     """PNG timelines of the first ``count`` test videos (task order, then video order)."""
     paths = []
-    for task, by_vid in outputs["Y_pred"].items():
+    for task, by_vid in outputs["outputs"].items():
         for vid, y_pred in by_vid.items():
             if len(paths) >= count:
                 return paths
@@ -85,7 +84,7 @@ def main(argv=None) -> int:
         results[name] = evaluator.metric.compute_metrics(**outputs[name])
         print(f"== {name} model ({path})")
         evaluator.metric.print_computed_metrics(results[name])
-    n_videos = sum(len(v) for v in outputs["pretrained"]["Y_true"].values())
+    n_videos = sum(len(v) for v in outputs["pretrained"]["targets"].values())
     timelines = write_timelines(outputs["pretrained"], dataloader.dataset.meta_processor,
                                 str(cfg_get(config, "dataset.annotation_path")),
                                 os.path.join(args.out, "timelines"), args.timelines)

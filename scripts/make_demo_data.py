@@ -20,18 +20,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from pretokenization import pretokenize  # noqa: E402
-from shard_feature import shard_features  # noqa: E402
-
-from tempclr.demo.bert import write_tiny_bert  # noqa: E402
-from tempclr.demo.crosstask import write_crosstask_release  # noqa: E402
-from tempclr.demo.how2 import write_demo_how2  # noqa: E402
-from tempclr.demo.world import World  # noqa: E402
-from tempclr.utils.fileio import atomic_dir  # noqa: E402
+from tempclr.demo.bert import write_tiny_bert
+from tempclr.demo.crosstask import write_crosstask_release
+from tempclr.demo.how2 import write_demo_how2
+from tempclr.demo.world import World
+from tempclr.utils.fileio import atomic_dir
+from tempclr_cli.pretokenization import pretokenize
+from tempclr_cli.shard_feature import shard_features
 
 __all__ = ["make_demo_data", "TEXT_PREFIX"]
 

@@ -15,18 +15,17 @@ import math
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-import torch  # noqa: E402
+import torch
 
-from tempclr.modules.alignment import expected_alignment  # noqa: E402
-from tempclr.processors.how2processor import (ShardedHow2MetaProcessor, ShardedTextProcessor,  # noqa: E402
+from tempclr.modules.alignment import expected_alignment
+from tempclr.processors.how2processor import (ShardedHow2MetaProcessor, ShardedTextProcessor,
                                               ShardedVideoProcessor)
-from tempclr.processors.processor import Aligner, get_tokenizer  # noqa: E402
-from tempclr.tasks.task import Task  # noqa: E402
-from tempclr.utils.load_config import cfg_get, load_config  # noqa: E402
-from tempclr.utils.metrics import cos_sim  # noqa: E402
-from tempclr.utils.plots import plot_alignment  # noqa: E402
+from tempclr.processors.processor import Aligner, get_tokenizer
+from tempclr.tasks.task import Task
+from tempclr.utils.load_config import cfg_get, load_config
+from tempclr.utils.metrics import cos_sim
+from tempclr.utils.plots import plot_alignment
 
 
 def caption_clips(config, video_id=None, max_captions=16):

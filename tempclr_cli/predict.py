@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Offline evaluation: ``python tempclr_cli/predict.py CONFIG`` (what ``locallaunch.py --jobtype local_predict``
-runs).  It follows the original predict.py, with these changes:
+"""Offline evaluation: ``python tempclr_cli/predict.py CONFIG`` or ``tempclr-predict CONFIG`` (what
+``locallaunch.py --jobtype local_predict`` runs).  It follows the original predict.py, with these changes:
 
 - the checkpoint sweep (when ``fairseq.common_eval.path`` does not contain "best", every ``checkpoint*.pt`` beside
   ``eval.save_path``'s parent is evaluated) says which split selected the best checkpoint, and warns loudly when
@@ -15,15 +15,13 @@ import glob
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+from torch.utils.data import DataLoader
 
-import torch  # noqa: E402
-from torch.utils.data import DataLoader  # noqa: E402
-
-from tempclr.evaluators import Evaluator  # noqa: E402
-from tempclr.processors.processor import SPLIT_PATH_KEYS  # noqa: E402
-from tempclr.tasks.task import Task  # noqa: E402
-from tempclr.utils.load_config import cfg_get, load_config  # noqa: E402
+from tempclr.evaluators import Evaluator
+from tempclr.processors.processor import SPLIT_PATH_KEYS
+from tempclr.tasks.task import Task
+from tempclr.utils.load_config import cfg_get, load_config
 
 
 def build_dataloader(task: Task, config) -> DataLoader:
@@ -72,7 +70,7 @@ def main(argv=None) -> int:
         name = os.path.splitext(os.path.basename(path))[0]
         output = "merged" if path == checkpoints[-1] else f"{name}_merged"
         print(f"evaluating {path}", flush=True)
-        result = evaluator(task.model, output_file=output)
+        result = evaluator.evaluate(task.model, output_file=output)
         evaluator.metric.print_computed_metrics(result)
         results.append((path, result))
     if len(results) > 1:

@@ -1,14 +1,14 @@
 """AlignRetriTask: clip selection, shuffled-order negatives and the loss, by hand."""
+import itertools
 import math
-import random
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 from recurrences import soft_dtw_plain, soft_otam_plain
 
-from tempclr.tasks.alignretritask import (AlignRetriTask, evenly_spaced, freeze_all_but_layernorm,
-                                          nonoverlapped_indices, sample_shuffled_orders)
+from tempclr.tasks.alignretritask import AlignRetriTask, evenly_spaced, freeze_all_but_layernorm, nonoverlapped_indices
+from tempclr.tasks.seqalign import negative_orders
 
 
 def cosine(a, b):
@@ -39,38 +39,61 @@ def test_selection_helpers():
 
 @pytest.mark.parametrize("length,count", [(3, 5), (3, 31), (5, 31), (10, 31), (20, 63)])
 def test_shuffled_orders_distinct_and_not_identity(length, count):
-    orders = sample_shuffled_orders(length, count, random.Random(0))
-    assert len(orders) == min(count, math.factorial(length) - 1)
+    torch.manual_seed(0)
+    identity = list(range(length))
+    orders = negative_orders(torch.tensor(identity), count, cycle=False).tolist()
+    assert len(orders) == min(count, math.factorial(length) - 1)    # fewer when fewer exist, as the original
     assert len({tuple(o) for o in orders}) == len(orders)
-    assert all(sorted(o) == list(range(length)) and o != list(range(length)) for o in orders)
+    assert all(sorted(o) == identity and o != identity for o in orders)
+
+
+def hand_scores(video, text, metric):
+    """Sequence score of every order of the three picked clips (0, 2, 5) of video 0, computed with plain loops:
+    ``{order: score}`` over all 3! orders (the identity included)."""
+    picked = [0, 2, 5]
+    dist = [[1 - cosine(text[t].tolist(), video[v].tolist()) for v in picked] for t in picked]
+    scores = {}
+    for order in itertools.permutations(range(3)):
+        shuffled = [dist[r] for r in order]                                   # sentences shuffled
+        keys = [[shuffled[t][v] for t in range(3)] for v in range(3)]         # rows = video, cols = text
+        if metric == "dtw":
+            scores[order] = soft_dtw_plain(keys, 0.1)
+        else:
+            transposed = [list(col) for col in zip(*keys)]
+            scores[order] = soft_otam_plain(keys, 0.1) + soft_otam_plain(transposed, 0.1)
+    return scores
+
+
+def cross_entropy_first(scores):
+    logits = [-s for s in scores]
+    return -(logits[0] - math.log(sum(math.exp(x) for x in logits)))
 
 
 @pytest.mark.parametrize("metric", ["dtw", "otam"])
 def test_alignment_loss_equals_hand_computation(metric):
+    """Only video 0 qualifies (kept clips 0, 2, 3, 5 -> evenly spaced 0, 2, 5); its loss must be the
+    cross-entropy of the true order against 3 distinct shuffled orders.  The oracle does not draw: it enumerates
+    every set of 3 of the 5 non-identity orders, and the loss must be one of those 10 values — for every seed —
+    and, over seeds, every one of them (the sampler is uniform over sets, so 200 draws miss none)."""
     torch.manual_seed(0)
     video = torch.randn(12, 5, dtype=torch.float64)
     text = torch.randn(12, 5, dtype=torch.float64)
     task = make_task(metric)
-    random.seed(7)
-    loss = task.alignment_loss(video, text, *(torch.tensor(x) for x in (TEXT_START, TEXT_END, VIDEO_START,
-                                                                         VIDEO_END)))
-    # by hand: only video 0 qualifies; kept clips 0, 2, 3, 5 -> evenly spaced 3 of them: 0, 2, 5
-    random.seed(7)
-    orders = [[0, 1, 2]] + sample_shuffled_orders(3, 3, random)
-    picked = [0, 2, 5]
-    dist = [[1 - cosine(text[t].tolist(), video[v].tolist()) for v in picked] for t in picked]
-    scores = []
-    for order in orders:
-        shuffled = [dist[r] for r in order]                                   # sentences shuffled
-        keys = [[shuffled[t][v] for t in range(3)] for v in range(3)]         # rows = video, cols = text
-        if metric == "dtw":
-            scores.append(soft_dtw_plain(keys, 0.1))
-        else:
-            transposed = [list(col) for col in zip(*keys)]
-            scores.append(soft_otam_plain(keys, 0.1) + soft_otam_plain(transposed, 0.1))
-    logits = [-s for s in scores]
-    expected = -(logits[0] - math.log(sum(math.exp(x) for x in logits)))
-    assert abs(loss.item() - expected) < 1e-9
+    scores = hand_scores(video, text, metric)
+    identity = (0, 1, 2)
+    others = [o for o in scores if o != identity]
+    expected = {subset: cross_entropy_first([scores[identity]] + [scores[o] for o in subset])
+                for subset in itertools.combinations(others, 3)}
+    assert min(abs(a - b) for a, b in itertools.combinations(expected.values(), 2)) > 1e-6  # distinguishable
+    positions = [torch.tensor(x) for x in (TEXT_START, TEXT_END, VIDEO_START, VIDEO_END)]
+    seen = set()
+    for seed in range(200):
+        torch.manual_seed(seed)
+        loss = task.alignment_loss(video, text, *positions).item()
+        match = [subset for subset, value in expected.items() if abs(loss - value) < 1e-9]
+        assert len(match) == 1, (seed, loss)
+        seen.add(match[0])
+    assert seen == set(expected)
 
 
 def test_no_qualifying_video_gives_zero_on_input_device_and_dtype():
@@ -94,9 +117,9 @@ def test_total_loss_mixes_contrastive_and_alignment():
     sample = {"pooled_video": torch.randn(12, 5), "pooled_text": torch.randn(12, 5)}
     sample.update({k: torch.tensor(v) for k, v in zip(("text_start", "text_end", "video_start", "video_end"),
                                                        (TEXT_START, TEXT_END, VIDEO_START, VIDEO_END))})
-    random.seed(3)
+    torch.manual_seed(3)
     out = task(Tower(), dict(sample))
-    random.seed(3)
+    torch.manual_seed(3)
     align = task.alignment_loss(sample["pooled_video"], sample["pooled_text"], sample["text_start"],
                                 sample["text_end"], sample["video_start"], sample["video_end"])
     contrastive = MMContraLoss()(sample["pooled_video"], sample["pooled_text"])
@@ -110,3 +133,14 @@ def test_layernorm_only_leaves_layernorms_trainable():
     assert freeze_all_but_layernorm(model) == 6
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"block.LayerNorm.weight", "block.LayerNorm.bias"}
+
+
+def test_alignment_settings_one_set_of_names():
+    task = make_task("otam", threshold=4, sample_size=8)
+    settings = task.alignment
+    assert (settings.metric, settings.sampling_threshold, settings.total_sample_size, settings.alignment_loss_coeff,
+            settings.gamma, settings.layernorm_only) == ("otam", 4, 8, 0.7, 0.1, False)
+    with pytest.raises(ValueError, match=r"^alignment.metric must be one of dtw, otam, got 'euclid'$"):
+        make_task("euclid")
+    with pytest.raises(ValueError, match=r"^alignment.sampling_threshold=1: a sequence needs at least 2 clips"):
+        make_task("dtw", threshold=1)

@@ -3,6 +3,7 @@ import os
 
 import pytest
 from omegaconf import OmegaConf
+from test_registry import assert_classes_resolve
 
 from tempclr.utils.load_config import cfg_get, load_config, next_run_dir, recursive_config
 
@@ -107,3 +108,4 @@ def test_seed_test_configs_use_relative_data_paths():
         if name.endswith(".yaml"):
             text = open(os.path.join(root, "configs", name)).read()
             assert ": /data" not in text, name  # the original test_crosstask_zs.yaml had /data/crosstask/...
+            assert_classes_resolve(f"configs/{name}")

@@ -3,6 +3,7 @@ end on a hand-built release, AlignLocalTask's loss against a hand computation, t
 timeline picture, and the errors for a malformed or incomplete release."""
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import pickle
@@ -218,10 +219,10 @@ def run_predictor(model, release, vocab_dir, save_path, output_file="merged"):
 
 def test_predictor_oracle_gets_full_recall(release, vocab_dir, tmp_path):
     outputs = run_predictor(OracleLocalizer(), release, vocab_dir, tmp_path / "eval")
-    assert set(outputs) == {"Y_pred", "Y_true"}
-    assert sorted((t, sorted(v)) for t, v in outputs["Y_true"].items()) == \
-        sorted((t, sorted(v)) for t, v in outputs["Y_pred"].items())
-    for task, by_vid in outputs["Y_true"].items():
+    assert set(outputs) == {"outputs", "targets"}  # CrossTaskMetric.compute_metrics(outputs, targets)
+    assert sorted((t, sorted(v)) for t, v in outputs["targets"].items()) == \
+        sorted((t, sorted(v)) for t, v in outputs["outputs"].items())
+    for task, by_vid in outputs["targets"].items():
         for vid, y_true in by_vid.items():
             T, annotation = VIDEOS[vid][1], VIDEOS[vid][2]
             expected = np.zeros((T, len(TASKS[task][1])), np.uint8)
@@ -247,23 +248,36 @@ def test_predictor_with_tiny_model(release, vocab_dir, tmp_path):
     outputs = run_predictor(model, release, vocab_dir, tmp_path / "eval", output_file="tiny.pkl")
     assert (tmp_path / "eval" / "tiny.pkl").is_file()
     n_videos = 0
-    for task, by_vid in outputs["Y_pred"].items():
+    hits, totals = {}, {}
+    for task, by_vid in outputs["outputs"].items():
         for vid, y_pred in by_vid.items():
             n_videos += 1
             assert y_pred.shape == (VIDEOS[vid][1], len(TASKS[task][1])) and y_pred.dtype == np.float32
             placed = [int(np.flatnonzero(y_pred[:, k])[0]) for k in range(y_pred.shape[1])]
             assert (y_pred.sum(axis=0) == 1).all() and placed == sorted(placed) and len(set(placed)) == len(placed)
+            # recall by hand from the annotation: a step counts once if its placed second is inside any of its
+            # annotated intervals [floor(start), ceil(end))
+            steps = {}
+            for step, start, end in VIDEOS[vid][2]:
+                steps.setdefault(step - 1, []).append((math.floor(start), math.ceil(end)))
+            hits[task] = hits.get(task, 0) + sum(any(lo <= placed[k] < hi for lo, hi in spans)
+                                                 for k, spans in steps.items())
+            totals[task] = totals.get(task, 0) + len(steps)
     assert n_videos == 4
     metrics = CrossTaskMetric(None).compute_metrics(**outputs)
-    assert set(metrics) == {"100", "200", "recall"} and 0.0 <= metrics["recall"] <= 1.0
+    expected = {task: hits[task] / totals[task] for task in totals}
+    assert metrics == pytest.approx({**expected, "recall": sum(expected.values()) / len(expected)}, abs=1e-12)
 
 
 def test_predictor_one_video_per_batch(release, vocab_dir, tmp_path):
     dataset = build_dataset(release, vocab_dir)
     batch = dataset.collater([dataset[0], dataset[0]])
     predictor = CrossTaskPredictor(predictor_config(release, vocab_dir, tmp_path))
-    with pytest.raises(ValueError, match="batch_size: 1"):
-        predictor(batch, OracleLocalizer())
+    Y_pred, Y_true = {}, {}
+    with pytest.raises(ValueError, match=r"^CrossTaskPredictor takes one video per batch, got 2; set "
+                                         r"fairseq.dataset.batch_size: 1$"):
+        predictor(batch, OracleLocalizer(), Y_pred, Y_true)
+    assert Y_pred == {} and Y_true == {}
 
 
 # ------------------------------------------------------------------------------------------ errors
@@ -361,8 +375,8 @@ def test_timeline_png(tmp_path):
 from recurrences import soft_dtw_plain, soft_otam_plain  # noqa: E402
 
 from tempclr.losses import BCE  # noqa: E402
-from tempclr.tasks.alignlocaltask import (AlignLocalTask, count_distinct_orders, inner_shuffle_columns,  # noqa: E402
-                                          negative_orders)
+from tempclr.tasks.alignlocaltask import AlignLocalTask  # noqa: E402
+from tempclr.tasks.seqalign import count_distinct_orders, inner_shuffle_columns, negative_orders  # noqa: E402
 
 GAMMA = 0.1
 
@@ -415,41 +429,60 @@ def cos_dist(text, video):
     return 1 - text @ video.T / (text.norm(dim=1)[:, None] * video.norm(dim=1)[None, :] + 0.01)
 
 
+def within_segment_permutations(segments):
+    """Every column permutation that only moves columns inside their segment (``segments`` non-decreasing)."""
+    groups = [[i for i, s in enumerate(segments) if s == g] for g in sorted(set(segments))]
+    result = []
+    for parts in itertools.product(*(itertools.permutations(g) for g in groups)):
+        result.append([c for part in parts for c in part])
+    return result
+
+
 @pytest.mark.parametrize("metric, inner", [("dtw", True), ("otam", True), ("dtw", False)])
 def test_alignlocal_loss_equals_hand_computation(metric, inner):
+    """The oracle does not draw negatives: it enumerates every admissible set of 3 negatives (3 distinct
+    reorderings of A, each with any within-segment column shuffle when ``inner``), computes each candidate's loss
+    with plain loops, and the task's loss (float64) must equal one of them; over seeds, the drawn sets vary."""
     sample, video_seq, pooled_text = hand_batch()
+    video_seq, pooled_text = video_seq.double(), pooled_text.double()
     task = align_task(metric, inner_shuffling=inner)
     model = FixedLocalizer(video_seq, pooled_text).train()
-    torch.manual_seed(11)
-    out = task(model, sample)
     # by hand: BCE over all 12 x 3 cells
-    bce = F.binary_cross_entropy_with_logits((video_seq @ pooled_text.T).double(), sample["targets"][0].double())
+    bce = F.binary_cross_entropy_with_logits(video_seq @ pooled_text.T, sample["targets"][0].double()).item()
     # labelled rows 2,3,4,5,6,8,9,10 with labels 1,1,1,0,0,0,2,2 (row 8: first marked step); n = min(8, 3 * 2) = 6
     # rows at floor(linspace(0, 7, 6)) = 0,1,2,4,5,7 -> window rows 2,3,4,6,8,10, labels 1,1,1,0,0,2
     # -> segments 0,0,0,1,1,2
-    keys = video_seq[[2, 3, 4, 6, 8, 10]]
-    D = cos_dist(pooled_text, keys)
-    A = [1, 0, 2]
-    torch.manual_seed(11)                    # the task's draws, in its order: reorderings, then column shuffles
-    orders = negative_orders(torch.tensor(A), 3)
-    columns = inner_shuffle_columns(torch.tensor([0, 0, 0, 1, 1, 2]), 3) if inner else None
-    candidates = [D[A]]
-    for i, order in enumerate(orders.tolist()):
-        assert sorted(order) == sorted(A) and order != A
-        negative = D[order]
-        if inner:
-            col = columns[i].tolist()
-            assert sorted(col[:3]) == [0, 1, 2] and sorted(col[3:5]) == [3, 4] and col[5] == 5
-            negative = negative[:, col]
-        candidates.append(negative)
-    if metric == "dtw":
-        cum = [soft_dtw_hand(c.tolist()) for c in candidates]
-    else:
-        cum = [otam_hand(c.tolist()) + otam_hand(c.T.tolist()) for c in candidates]
-    align = cum[0] + math.log(sum(math.exp(-c) for c in cum))          # CE(logits = -cum, target 0)
-    assert out["bce_loss"].item() == pytest.approx(bce.item(), abs=1e-6)
-    assert out["align_loss"].item() == pytest.approx(align, rel=1e-4, abs=1e-5)
-    assert out["loss"].item() == pytest.approx(0.88 * bce.item() + 0.12 * align, rel=1e-4, abs=1e-5)
+    D = cos_dist(pooled_text, video_seq[[2, 3, 4, 6, 8, 10]]).tolist()
+    A = (1, 0, 2)
+    columns = within_segment_permutations([0, 0, 0, 1, 1, 2]) if inner else [list(range(6))]
+    assert len(columns) == (12 if inner else 1)
+
+    def cost(order, cols):
+        grid = [[D[step][c] for c in cols] for step in order]
+        if metric == "dtw":
+            return soft_dtw_hand(grid)
+        return otam_hand(grid) + otam_hand([list(col) for col in zip(*grid)])
+
+    positive = cost(A, list(range(6)))
+    others = [o for o in itertools.permutations(A) if o != A]
+    assert len(others) == 5
+    exp_neg = {o: np.array([math.exp(-cost(o, cols)) for cols in columns]) for o in others}
+    candidates = []
+    for subset in itertools.combinations(others, 3):
+        sums = sum(np.meshgrid(*(exp_neg[o] for o in subset), indexing="ij")).ravel()
+        candidates.append(positive + np.log(math.exp(-positive) + sums))   # CE(logits = -cost, target 0)
+    candidates = np.concatenate(candidates)
+    seen = set()
+    for seed in range(12):
+        torch.manual_seed(seed)
+        out = task(model, sample)
+        align = out["align_loss"].item()
+        gap = np.abs(candidates - align)
+        assert gap.min() < 1e-9, (seed, align, gap.min())
+        seen.add(round(align, 9))
+        assert out["bce_loss"].item() == pytest.approx(bce, abs=1e-12)
+        assert out["loss"].item() == pytest.approx(0.88 * bce + 0.12 * align, abs=1e-12)
+    assert len(seen) > 3  # the negatives are drawn anew every call
     out["loss"].backward()
     assert model.pooled_text.grad.abs().sum() > 0 and model.video_seq.grad[[0, 1, 7, 11]].abs().sum() > 0
 

@@ -38,3 +38,25 @@ def test_skip_remainder_batch_is_forwarded(fairseq_task):
     assert iterator.skip_remainder_batch is True
     epoch = iterator.next_epoch_itr(shuffle=False)
     assert len(epoch) == 2  # 8 items in batches of 3: the remainder batch of 2 is skipped
+
+
+def test_adapter_calls_before_epoch_for_the_training_set_only(fairseq_task, monkeypatch):
+    """``get_batch_iterator`` asks the task's ``before_epoch`` hook (no isinstance test on the task class); when
+    the hook says the training set changed, batches are not served from fairseq's iterator cache."""
+    calls = []
+
+    def before_epoch(epoch):
+        calls.append(epoch)
+        return True
+
+    monkeypatch.setattr(fairseq_task.mmtask, "before_epoch", before_epoch)
+    fairseq_task.load_dataset("train")
+    train = fairseq_task.datasets["train"]
+    first = fairseq_task.get_batch_iterator(train, max_sentences=1, epoch=3)
+    again = fairseq_task.get_batch_iterator(train, max_sentences=1, epoch=3)
+    assert calls == [3, 3] and first is not again
+    fairseq_task.get_batch_iterator(fairseq_task.datasets["valid"], max_sentences=1, epoch=4)
+    assert calls == [3, 3]
+    monkeypatch.setattr(fairseq_task.mmtask, "before_epoch", lambda epoch: calls.append(epoch) or False)
+    cached = fairseq_task.get_batch_iterator(train, max_sentences=1, epoch=5)
+    assert fairseq_task.get_batch_iterator(train, max_sentences=1, epoch=5) is cached and calls == [3, 3, 5, 5]

@@ -20,7 +20,8 @@ def test_failed_write_leaves_old_file_and_no_temp(tmp_path):
 def test_unserialisable_payload_leaves_nothing(tmp_path):
     with pytest.raises(TypeError):
         write_json_atomic(str(tmp_path / "x.json"), {"f": object()})
-    with pytest.raises(Exception):
+    with pytest.raises(AttributeError, match=r"^Can't pickle local object "
+                                             r"'test_unserialisable_payload_leaves_nothing\.<locals>\.<lambda>'$"):
         write_pickle_atomic(str(tmp_path / "x.pkl"), lambda: 0)
     assert os.listdir(tmp_path) == []
 

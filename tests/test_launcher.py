@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+from test_registry import assert_classes_resolve
+
 from tempclr_cli import localjob
 from tempclr_cli.localjob import LocalJob
 
@@ -65,6 +67,7 @@ def test_sweep_task_type_without_jobtype_runs_single(in_repo, monkeypatch):
 @pytest.mark.parametrize("name", TEST_CONFIGS)
 def test_predict_configs(in_repo, monkeypatch, name):
     path = f"configs/{name}"
+    assert_classes_resolve(path)  # a predict command for a config whose classes do not exist would be a lie
     assert command(path, None, False, monkeypatch) == f"{shlex.quote(sys.executable)} tempclr_cli/predict.py {path}"
 
 

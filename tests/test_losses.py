@@ -22,11 +22,24 @@ def test_mmcontraloss_is_sum_of_two_directions_by_hand():
     assert abs(loss.item() - (v2t + t2v)) < 1e-12
 
 
-def test_mmcontraloss_gradient_flows_to_both_towers():
-    video = torch.randn(4, 3, requires_grad=True)
-    text = torch.randn(4, 3, requires_grad=True)
+def test_mmcontraloss_gradient_by_hand():
+    """d/dV of CE(V T^T) + CE(T V^T): (softmax(S) - I) T / n + (softmax(S^T) - I)^T T / n, and symmetrically for T,
+    with S = V T^T (rows: videos)."""
+    generator = torch.Generator().manual_seed(0)
+    video = torch.randn(4, 3, dtype=torch.float64, generator=generator, requires_grad=True)
+    text = torch.randn(4, 3, dtype=torch.float64, generator=generator, requires_grad=True)
     MMContraLoss()(pooled_video=video, pooled_text=text).backward()
-    assert video.grad.abs().sum() > 0 and text.grad.abs().sum() > 0
+    V, T = video.detach().numpy(), text.detach().numpy()
+    S = V @ T.T
+    n = len(S)
+
+    def softmax_rows(x):
+        e = np.exp(x - x.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    G = (softmax_rows(S) - np.eye(n)) / n + (softmax_rows(S.T) - np.eye(n)).T / n   # dL/dS
+    np.testing.assert_allclose(video.grad.numpy(), G @ T, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(text.grad.numpy(), G.T @ V, rtol=1e-12, atol=1e-14)
 
 
 def test_bce_mean_over_all_elements_by_hand():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from omegaconf import OmegaConf
 
-from tempclr.evaluators import metric as metric_module
+from tempclr.evaluators import CrossTaskPredictor, Evaluator
 from tempclr.evaluators.metric import CrossTaskMetric, Metric, RetrievalMetric, pessimistic_ranks
 
 
@@ -36,7 +36,7 @@ def _tiny_crosstask():
 def test_crosstask_recall_by_hand(capsys):
     Y_pred, Y_true = _tiny_crosstask()
     metric = CrossTaskMetric(None)
-    results = metric.compute_metrics(Y_pred=Y_pred, Y_true=Y_true)
+    results = metric.compute_metrics(Y_pred, Y_true)
     # A: v1 hits step 0 (row 1), misses step 1; v2 hits step 0, step 1 has no true frame -> 2 / 3.  B: 0 / 1.
     assert results["A"] == pytest.approx(2 / 3)
     assert results["B"] == 0.0
@@ -51,15 +51,15 @@ def test_crosstask_recall_errors():
     metric = CrossTaskMetric(None)
     del Y_pred["A"]["v2"]
     with pytest.raises(ValueError, match="task A, video v2 has ground truth but no prediction"):
-        metric.compute_metrics(Y_pred=Y_pred, Y_true=Y_true)
+        metric.compute_metrics(Y_pred, Y_true)
     Y_pred, Y_true = _tiny_crosstask()
     Y_pred["B"]["v3"] = np.zeros((4, 1), np.float32)
     with pytest.raises(ValueError, match=r"video v3: prediction shape \(4, 1\)"):
-        metric.compute_metrics(Y_pred=Y_pred, Y_true=Y_true)
+        metric.compute_metrics(Y_pred, Y_true)
     Y_pred, Y_true = _tiny_crosstask()
     Y_true["B"]["v3"][:] = 0
     with pytest.raises(ValueError, match="task B has no annotated step"):
-        metric.compute_metrics(Y_pred=Y_pred, Y_true=Y_true)
+        metric.compute_metrics(Y_pred, Y_true)
 
 
 def _howto100m_ranks(x):
@@ -113,12 +113,21 @@ def test_save_metrics_writes_valid_json(tmp_path):
     assert os.listdir(tmp_path) == ["metrics.json"]
 
 
-def test_built_by_class_name_from_config():
-    config = OmegaConf.create({"metric": "CrossTaskMetric"})
-    metric = getattr(metric_module, config.metric)(config)
-    assert isinstance(metric, Metric) and metric.metric_names == ["recall"] and metric.config is config
-    assert getattr(metric_module, "RetrievalMetric")(config).metric_names == ["R1", "R5", "R10", "MR"]
-    with pytest.raises(TypeError):
-        Metric(config, ["x"])  # abstract
-    with pytest.raises(KeyError, match="'recall' missing"):
+def test_built_by_class_name_through_the_evaluator():
+    """The production path: ``Evaluator`` resolves ``metric:`` / ``predictor:`` through the registry."""
+    config = OmegaConf.create({"metric": "CrossTaskMetric", "predictor": "CrossTaskPredictor",
+                               "dataset": {"annotation_path": "unused"}})
+    evaluator = Evaluator(config)
+    metric = evaluator.metric
+    assert type(metric) is CrossTaskMetric and type(evaluator.predictor) is CrossTaskPredictor
+    assert metric.metric_names == ["recall"] and metric.config is config
+    config.metric = "RetrievalMetric"
+    assert Evaluator(config).metric.metric_names == ["R1", "R5", "R10", "MR"]
+    config.metric = "CrossTaskMetrics"
+    with pytest.raises(ValueError, match=r"^metric: CrossTaskMetrics names no metric; valid: CrossTaskMetric, "):
+        Evaluator(config)
+    with pytest.raises(TypeError, match="abstract"):
+        Metric(config, ["x"])
+    with pytest.raises(KeyError, match=r"^\"CrossTaskMetric.best_metric: 'recall' missing from the computed "
+                                       r"metrics \(have \['R1'\]\)\"$"):
         metric.best_metric({"R1": 1.0})

@@ -1,14 +1,11 @@
 """tempclr_cli/predict.py end to end on the small demo's CrossTask release: the checkpoint sweep, the best pick
 by maximum, and the note on which split selected it."""
 import os
-import sys
 
 import torch
 
 from conftest import ROOT
-
-sys.path.insert(0, ROOT)
-from tempclr_cli import predict  # noqa: E402
+from tempclr_cli import predict
 
 
 def write_config(tmp_path, data, checkpoint):
@@ -52,10 +49,17 @@ def test_sweep_picks_the_maximum_and_names_the_split(tmp_path, small_demo, capsy
         torch.save({"model": model.state_dict()}, folder / name)
     assert predict.main([config_path]) == 0
     out = capsys.readouterr().out
-    recalls = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("Recall:")]
+    lines = out.splitlines()
+    recalls = [float(line.split()[-1]) for line in lines if line.startswith("Recall:")]
+    evaluated = [line.split(" ", 1)[1] for line in lines if line.startswith("evaluating ")]
+    assert evaluated == [str(folder / "checkpoint1.pt"), str(folder / "checkpoint_last.pt")]
     assert len(recalls) == 3  # two checkpoints, then the best again
-    assert recalls[2] == max(recalls[:2])
-    assert "best results (selected on split 'test'" in out and "WARNING" in out
+    assert recalls[0] != recalls[1]  # the two random checkpoints score differently, so the pick is meaningful
+    best = evaluated[recalls.index(max(recalls[:2]))]
+    header = next(i for i, line in enumerate(lines) if line.startswith("best results"))
+    assert lines[header].startswith("best results (selected on split 'test'")
+    assert lines[header + 1].startswith("WARNING: this checkpoint was selected on the test split")
+    assert lines[header + 2] == best and recalls[2] == max(recalls[:2])
     assert os.path.isfile(folder / "eval" / "merged.pkl") and os.path.isfile(folder / "eval" / "checkpoint1_merged.pkl")
 
 

@@ -3,6 +3,7 @@ import os
 import pickle
 
 import numpy as np
+import pytest
 import torch
 
 from tempclr.tasks.task import Task
@@ -69,8 +70,31 @@ def test_ivf_index_with_too_few_vectors_is_a_clear_error(tmp_path, small_demo):
 def test_training_batch_shapes_and_loss(tmp_path, small_demo):
     task = build_task(tmp_path, small_demo)
     batch = task.train_data.collater([task.train_data[0]])
+    task.model.eval()  # no dropout: the task's forward and the one below see the same model
     outputs = task(task.model, batch)
-    assert outputs["loss"].dim() == 0 and torch.isfinite(outputs["loss"])
     flat = task.reshape_subsample(batch)
+    with torch.no_grad():
+        pooled = task.model(**flat)
+    # MMContraLoss by hand: mean CE of each video against all texts plus each text against all videos
+    scores = (pooled["pooled_video"].double() @ pooled["pooled_text"].double().T).numpy()
+    v2t = np.mean([np.log(np.exp(row).sum()) - row[i] for i, row in enumerate(scores)])
+    t2v = np.mean([np.log(np.exp(col).sum()) - col[i] for i, col in enumerate(scores.T)])
+    assert outputs["loss"].dim() == 0
+    assert outputs["loss"].item() == pytest.approx(v2t + t2v, rel=1e-5)
     assert tuple(flat["caps"].shape) == (8, 64) and tuple(flat["vfeats"].shape) == (8, 32, 512)
     assert tuple(flat["video_start"].shape) == (8,)
+
+
+def test_before_epoch_regroups_from_retri_epoch_on(tmp_path, small_demo):
+    """The hook the fairseq adapter calls before each training epoch: nothing before ``retri_epoch``, then a
+    retrieval pass whose groups the training set iterates over."""
+    task = build_task(tmp_path, small_demo, "retri_epoch: 2\n")
+    before = task.train_data.meta_processor.cands
+    assert task.before_epoch(1) is False
+    assert not os.path.exists(tmp_path / "save" / "retri")
+    assert task.train_data.meta_processor.cands is before
+    assert task.before_epoch(2) is True
+    with open(tmp_path / "save" / "retri" / "batched_e2_videos0.pkl", "rb") as f:
+        groups = pickle.load(f)
+    assert [[v[0] for v in g] for g in task.train_data.meta_processor.cands] == groups
+    assert Task(task.config).before_epoch(5) is False  # the generic task changes nothing

@@ -1,4 +1,4 @@
-"""scripts/shard_feature.py and scripts/pretokenization.py on small hand-made inputs."""
+"""tempclr_cli/shard_feature.py and tempclr_cli/pretokenization.py (scripts/ wraps them) on small hand-made inputs."""
 import json
 import os
 import pickle
@@ -8,15 +8,11 @@ import numpy as np
 import pytest
 
 from tempclr.utils.shardedtensor import ShardedTensor
-from conftest import load_script
+from tempclr_cli import pretokenization, shard_feature
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 ROOT = Path(__file__).resolve().parents[1]
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "crack", "the", "eggs", "now", "a", "b", "##b", "x"]
-
-
-shard_feature = load_script("shard_feature")
-pretokenization = load_script("pretokenization")
 
 
 def _videos(tmp_path: Path, n: int, dim: int = 4) -> tuple[Path, dict]:

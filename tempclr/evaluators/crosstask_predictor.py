@@ -5,7 +5,11 @@ overlapping sliding windows of :class:`~tempclr.processors.dsprocessor.CrossTask
 onto the ``T`` seconds (:func:`average_windows`), turned into ``log_softmax`` over the K steps, and the CrossTask
 DP (:func:`~tempclr.evaluators.dp.dp`) places every step at exactly one second, in task order, minimising
 ``-log p``.  ``Y_pred[task][vid]`` is that placement, ``Y_true[task][vid]`` the annotation
-(:func:`read_assignment`); both go to ``CrossTaskMetric.compute_metrics`` and to one pickle.
+(:func:`read_assignment`); :meth:`CrossTaskPredictor.finalize` returns them as ``{"outputs": Y_pred, "targets":
+Y_true}`` (the keyword arguments of ``CrossTaskMetric.compute_metrics``) and pickles ``{"Y_pred", "Y_true"}``.
+The methods keep the original's parameters: ``predict_loop(model, eval_dataloader, output_file="result")``,
+``__call__(sample, model, Y_pred, Y_true)``, ``finalize(Y_pred, Y_true, output_file=None)``,
+``_read_assignment(T, K, path)``.
 
 Changes from MMPT: the window averaging is one ``index_add_`` instead of a Python loop over windows, the work is
 on the CPU whatever device the model runs on (MMPT used ``.to(0)``), and a missing annotation or a batch of more
@@ -25,7 +29,7 @@ from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import register
 
 from .dp import dp
-from .predictor import Predictor
+from .predictor import Predictor, model_device_dtype
 
 __all__ = ["CrossTaskPredictor", "average_windows", "window_rows"]
 
@@ -60,7 +64,7 @@ class CrossTaskPredictor(Predictor):
     """Collects ``Y_pred`` / ``Y_true`` (``{task: {vid: [T, K] array}}``) over the test videos.
 
     Reads ``dataset.annotation_path``, ``dataset.sliding_window`` (16), ``dataset.sliding_window_size`` (32) and
-    ``eval.save_path`` (where :meth:`finalize` pickles ``{"Y_pred", "Y_true"}``).
+    ``eval.save_path`` (where :meth:`finalize` pickles ``{"Y_pred", "Y_true"}`` as ``<output_file>.pkl``).
     """
 
     def __init__(self, config: Any):
@@ -70,14 +74,21 @@ class CrossTaskPredictor(Predictor):
             raise ValueError("CrossTaskPredictor needs 'dataset.annotation_path' (the release's annotations/ folder)")
         self.sliding_window = int(cfg_get(config, "dataset.sliding_window", 16))
         self.sliding_window_size = int(cfg_get(config, "dataset.sliding_window_size", 32))
-        self.Y_pred: Dict[str, Dict[str, np.ndarray]] = {}
-        self.Y_true: Dict[str, Dict[str, np.ndarray]] = {}
 
-    def predict_loop(self, model, eval_dataloader, output_file: Optional[str] = None) -> Dict[str, Any]:
-        self.Y_pred, self.Y_true = {}, {}
-        return super().predict_loop(model, eval_dataloader, output_file)
+    @torch.no_grad()
+    def predict_loop(self, model, eval_dataloader, output_file: Optional[str] = "result") -> Dict[str, Any]:
+        """Every video of ``eval_dataloader`` (one per batch) → ``finalize(Y_pred, Y_true, output_file)``."""
+        model.eval()
+        device, dtype = model_device_dtype(model)
+        Y_pred: Dict[str, Dict[str, np.ndarray]] = {}
+        Y_true: Dict[str, Dict[str, np.ndarray]] = {}
+        for batch in eval_dataloader:
+            self(self.to_ctx(batch, device, dtype), model, Y_pred, Y_true)
+        return self.finalize(Y_pred, Y_true, output_file)
 
-    def __call__(self, sample: Dict[str, Any], model) -> None:
+    def __call__(self, sample: Dict[str, Any], model, Y_pred: Dict[str, Dict[str, np.ndarray]],
+                 Y_true: Dict[str, Dict[str, np.ndarray]]) -> None:
+        """Predict one video and add its placement to ``Y_pred`` and its annotation to ``Y_true``."""
         if sample["caps"].size(0) != 1:
             raise ValueError(f"CrossTaskPredictor takes one video per batch, got {sample['caps'].size(0)}; "
                              "set fairseq.dataset.batch_size: 1")
@@ -85,8 +96,8 @@ class CrossTaskPredictor(Predictor):
         video_len = int(sample["video_len"][0])
         logits = model(**sample)["logits"].detach().cpu()
         y_pred = self.assign_steps(logits, video_len, f"task {task}, video {vid}")
-        self.Y_pred.setdefault(task, {})[vid] = y_pred
-        self.Y_true.setdefault(task, {})[vid] = self.ground_truth(task, vid, video_len, y_pred.shape[1])
+        Y_pred.setdefault(task, {})[vid] = y_pred
+        Y_true.setdefault(task, {})[vid] = self.ground_truth(task, vid, video_len, y_pred.shape[1])
 
     def assign_steps(self, logits: torch.Tensor, video_len: int, where: str = "") -> np.ndarray:
         """Windowed ``logits [Σlen, K]`` → step placement ``Y [T, K]`` (float32, one 1 per step column)."""
@@ -104,9 +115,16 @@ class CrossTaskPredictor(Predictor):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"annotation {path} (dataset.annotation_path) of a test video is missing; "
                                     "the meta processor only lists annotated videos, so the release changed")
-        return read_assignment(video_len, n_steps, path)
+        return self._read_assignment(video_len, n_steps, path)
 
-    def finalize(self, output_file: Optional[str]) -> Dict[str, Any]:
-        outputs = {"Y_pred": self.Y_pred, "Y_true": self.Y_true}
-        self.save_predictions(output_file, outputs, default="crosstask_predictions")
-        return outputs
+    def _read_assignment(self, T: int, K: int, path: str) -> np.ndarray:
+        """uint8 ``[T, K]`` ground truth from one annotation csv (the original's method name)."""
+        return read_assignment(T, K, path)
+
+    def finalize(self, Y_pred: Dict[str, Dict[str, np.ndarray]], Y_true: Dict[str, Dict[str, np.ndarray]],
+                 output_file: Optional[str] = None) -> Dict[str, Any]:
+        """``{"outputs": Y_pred, "targets": Y_true}``; with ``output_file``, ``{"Y_pred", "Y_true"}`` is also
+        pickled to ``<eval.save_path>/<output_file>.pkl``."""
+        if output_file is not None:
+            self.save_predictions(output_file, {"Y_pred": Y_pred, "Y_true": Y_true})
+        return {"outputs": Y_pred, "targets": Y_true}

@@ -1,8 +1,10 @@
 """Evaluation metrics: the ``Metric`` base, HowTo100M-style retrieval recall, and CrossTask step recall.
 
 Every metric class is built from the run config by class name (``metric: CrossTaskMetric`` in YAML ->
-``CrossTaskMetric(config)``); the base takes ``(config, metric_names)`` and each subclass fixes its names.
-``compute_metrics`` takes the predictor's output dict as keyword arguments and returns a plain dict of
+``CrossTaskMetric(config)``); the base takes ``(config, metric_names)`` and each subclass gives its names as the
+default of ``metric_names``.  ``compute_metrics`` takes the predictor's output dict as keyword arguments (the
+evaluator calls ``metric.compute_metrics(**predictor.predict_loop(...))``) with the original's parameter names and
+order — ``outputs`` first, then ``texts`` (retrieval) or ``targets`` (CrossTask) — and returns a plain dict of
 Python floats, ``metric_names[0]`` being the model-selection metric.
 
 Changes from MMPT ``mmpt/evaluators/metric.py``:
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -55,13 +57,13 @@ class Metric(ABC):
     def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
         """Print ``metrics`` in the original's format."""
 
-    def best_metric(self, metrics: Mapping[str, Any]) -> float:
-        """``metrics[metric_names[0]]`` as a float."""
+    def best_metric(self, metric: Mapping[str, Any]) -> float:
+        """``metric[metric_names[0]]`` as a float (``metric``: the computed metrics dict, the original's name)."""
         name = self.metric_names[0]
-        if name not in metrics:
+        if name not in metric:
             raise KeyError(f"{type(self).__name__}.best_metric: '{name}' missing from the computed metrics "
-                           f"(have {sorted(metrics)})")
-        return float(metrics[name])
+                           f"(have {sorted(metric)})")
+        return float(metric[name])
 
     def save_metrics(self, fn: str, metrics: Mapping[str, Any]) -> None:
         """Write ``metrics`` to ``fn`` as JSON (numpy values converted), atomically via a temp file."""
@@ -90,12 +92,13 @@ def pessimistic_ranks(scores: np.ndarray) -> np.ndarray:
 class RetrievalMetric(Metric):
     """R@1, R@5, R@10 and median rank of text-to-video retrieval (HowTo100M formula, ties counted once)."""
 
-    def __init__(self, config: Any):
-        super().__init__(config, ["R1", "R5", "R10", "MR"])
+    def __init__(self, config: Any, metric_names: Sequence[str] = ("R1", "R5", "R10", "MR")):
+        super().__init__(config, metric_names)
 
-    def compute_metrics(self, outputs: np.ndarray, **predictor_extras: Any) -> dict:
-        """``outputs`` [N, N] scores (captions x clips, row ``i``'s true clip is ``i``).  ``predictor_extras``
-        (``texts``, ``video_ids``, ...) are accepted and unused.  ``MR`` is ``median(rank) + 1``."""
+    def compute_metrics(self, outputs: np.ndarray, texts: Optional[Sequence[str]] = None, **kwargs: Any) -> dict:
+        """``outputs`` [N, N] scores (captions x clips, row ``i``'s true clip is ``i``).  ``texts`` (the decoded
+        captions) and the other predictor outputs (``video_ids``, ...) are accepted and unused.  ``MR`` is
+        ``median(rank) + 1``."""
         ranks = pessimistic_ranks(outputs)
         return {
             "R1": float(np.mean(ranks == 0)),
@@ -118,16 +121,18 @@ class CrossTaskMetric(Metric):
     """CrossTask step recall (``train.py`` of DmZhukov/CrossTask): per task, the fraction of ground-truth
     steps whose predicted second(s) fall inside one of that step's annotated intervals."""
 
-    def __init__(self, config: Any):
-        super().__init__(config, ["recall"])
+    def __init__(self, config: Any, metric_names: Sequence[str] = ("recall",)):
+        super().__init__(config, metric_names)
 
-    def compute_metrics(self, Y_pred: Mapping[str, Mapping[str, np.ndarray]],
-                        Y_true: Mapping[str, Mapping[str, np.ndarray]], **predictor_extras: Any) -> dict:
-        """``Y_pred`` / ``Y_true``: ``{task: {vid: [T, K] array}}`` (the keys of the predictor's pkl).
+    def compute_metrics(self, outputs: Mapping[str, Mapping[str, np.ndarray]],
+                        targets: Mapping[str, Mapping[str, np.ndarray]], **kwargs: Any) -> dict:
+        """``outputs`` (predicted, ``Y_pred``) / ``targets`` (ground truth, ``Y_true``): ``{task: {vid: [T, K]
+        array}}``, as :class:`CrossTaskPredictor` returns them (its pickle stores them as ``Y_pred`` / ``Y_true``).
 
         Per task over its ground-truth videos: ``recall = sum(y_true * y_pred) / #{steps with a true frame}``.
         Returns ``{task: recall, ..., "recall": mean over tasks}``.  Videos and tasks present only in
-        ``Y_pred`` (no annotation) are ignored, as in the original."""
+        ``outputs`` (no annotation) are ignored, as in the original."""
+        Y_pred, Y_true = outputs, targets
         if not Y_true:
             raise ValueError("CrossTaskMetric: Y_true is empty (no annotated test video was predicted)")
         results = {}

@@ -1,4 +1,9 @@
-"""Predictors: run a model over an evaluation loader and collect what a metric needs."""
+"""Predictors: run a model over an evaluation loader and collect what a metric needs.
+
+The methods keep the original's names and parameters (``predict_loop(model, eval_dataloader, output_file)``,
+``__call__(outputs)``, ``finalize(output_file)``, ``to_ctx(data, ctx, dtype)``), so a predictor written for MMPT
+subclasses this one unchanged.  Unlike the original, the model is not moved to GPU 0: it runs where it is.
+"""
 from __future__ import annotations
 
 import os
@@ -28,10 +33,11 @@ def model_device_dtype(model: torch.nn.Module):
 
 
 class Predictor:
-    """``predict_loop`` runs ``model`` in eval mode without gradients on the device the model is on, feeds
-    each batch to :meth:`__call__` and returns :meth:`finalize`'s dict (the metric's keyword arguments)."""
+    """``predict_loop`` runs ``model`` in eval mode without gradients on the device the model is on; per batch
+    it calls ``outputs = model(**batch)``, adds the batch to ``outputs`` and feeds them to :meth:`__call__`; it
+    returns :meth:`finalize`'s dict (the metric's keyword arguments)."""
 
-    def __init__(self, config):
+    def __init__(self, config: Any):
         self.config = config
         self.pred_dir = cfg_get(config, "eval.save_path")
 
@@ -40,14 +46,31 @@ class Predictor:
         model.eval()
         device, dtype = model_device_dtype(model)
         for batch in eval_dataloader:
-            self(move_to(batch, device, dtype), model)
+            batch = self.to_ctx(batch, device, dtype)
+            outputs = dict(model(**batch))
+            outputs.update(batch)
+            self(outputs)
         return self.finalize(output_file)
 
-    def __call__(self, sample: Dict[str, Any], model) -> None:
+    def __call__(self, outputs: Dict[str, Any]) -> None:
+        """Collect what the metric needs from one batch's ``outputs`` (model outputs and batch inputs)."""
         raise TypeError(f"{type(self).__name__} is a base class; use a concrete predictor")
 
-    def finalize(self, output_file: Optional[str]) -> Dict[str, Any]:
+    def finalize(self, output_file: Optional[str] = None) -> Dict[str, Any]:
+        """The metric's keyword arguments; also saved under ``eval.save_path`` when ``output_file`` is given."""
         raise TypeError(f"{type(self).__name__} is a base class; use a concrete predictor")
+
+    def to_ctx(self, data: Any, ctx: Any = None, dtype: Optional[torch.dtype] = None) -> Any:
+        """Tensors of ``data`` (nested dicts/lists) on device ``ctx`` — a ``torch.device``, a device string, or
+        an int (a CUDA device index, as the original's ``ctx=0``); ``None`` is the CPU — and floating tensors
+        cast to ``dtype`` when given."""
+        if ctx is None:
+            device = torch.device("cpu")
+        elif isinstance(ctx, int):
+            device = torch.device("cuda", ctx)
+        else:
+            device = torch.device(ctx)
+        return move_to(data, device, dtype)
 
     def save_predictions(self, output_file: Optional[str], predictions: Any, default: str = "predictions") -> str:
         """Pickle ``predictions`` to ``<eval.save_path>/<output_file>.pkl`` atomically (the extension is added

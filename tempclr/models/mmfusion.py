@@ -152,13 +152,16 @@ class MMFusionSeparate(MMFusion):
     """
 
     def forward(self, caps: torch.Tensor, cmasks: torch.Tensor, vfeats: torch.Tensor, vmasks: torch.Tensor,
-                **kwargs: Any) -> dict:
-        """-> ``{"pooled_video": [B, H], "pooled_text": [B, H]}``."""
-        return {"pooled_video": self.forward_video(vfeats, vmasks, caps, cmasks),
-                "pooled_text": self.forward_text(caps, cmasks)}
+                attention_mask: Optional[torch.Tensor] = None, video_label: Optional[torch.Tensor] = None,
+                text_label: Optional[torch.Tensor] = None, output_hidden_states: bool = False, **kwargs: Any) -> dict:
+        """-> ``{"pooled_video": [B, H], "pooled_text": [B, H]}`` (with ``output_hidden_states``, the last hidden
+        states of each branch instead).  ``attention_mask``, ``video_label`` and ``text_label`` are the original's
+        parameters for its joint/MLM models; the separate encoders ignore them, as the original does."""
+        return {"pooled_video": self.forward_video(vfeats, vmasks, caps, cmasks, output_hidden_states),
+                "pooled_text": self.forward_text(caps, cmasks, output_hidden_states)}
 
     def forward_video(self, vfeats: torch.Tensor, vmasks: torch.Tensor, caps: torch.Tensor, cmasks: torch.Tensor,
-                      output_hidden_states: bool = False) -> torch.Tensor:
+                      output_hidden_states: bool = False, **kwargs: Any) -> torch.Tensor:
         """Video branch on ``[CLS] v_1..v_Lv [SEP]`` with ids ``caps[:, :2]`` and mask
         ``[cmasks[:, 0], vmasks, cmasks[:, 1]]``.
 
@@ -177,8 +180,8 @@ class MMFusionSeparate(MMFusion):
         weights = torch.cat([~edge, vmasks.to(torch.bool), edge], dim=1)
         return masked_mean(hidden, weights)
 
-    def forward_text(self, caps: torch.Tensor, cmasks: torch.Tensor, output_hidden_states: bool = False
-                     ) -> torch.Tensor:
+    def forward_text(self, caps: torch.Tensor, cmasks: torch.Tensor, output_hidden_states: bool = False,
+                     **kwargs: Any) -> torch.Tensor:
         """Text branch on ``[caps[:, 0]] ++ caps[:, 2:]`` (``[CLS] tokens [SEP] pad``, length T-1) with mask
         ``[cmasks[:, 0]] ++ cmasks[:, 2:]``.
 

@@ -24,88 +24,19 @@ revisits seconds.
 """
 from __future__ import annotations
 
-import math
-from collections import Counter
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tempclr.utils.load_config import cfg_get
-from tempclr.utils.metrics import DTW_cum_dist, OTAM_cum_dist, cos_sim
+from tempclr.utils.metrics import cos_sim
 from tempclr.utils.registry import register
 
+from .seqalign import AlignmentSettings, inner_shuffle_columns, negative_orders, sequence_scores
 from .task import Task
 
-__all__ = ["AlignLocalTask", "negative_orders", "inner_shuffle_columns", "count_distinct_orders",
-           "subsample_rows"]
-
-METRICS = ("dtw", "otam")
-
-
-def count_distinct_orders(sequence: List[int]) -> int:
-    """Number of distinct sequences that reorder ``sequence`` (multinomial ``L! / Π multiplicity!``)."""
-    total = math.factorial(len(sequence))
-    for multiplicity in Counter(sequence).values():
-        total //= math.factorial(multiplicity)
-    return total
-
-
-def _distinct_orders(counts: Dict[int, int], length: int) -> Iterator[Tuple[int, ...]]:
-    """Every distinct sequence with these value multiplicities, in lexicographic order."""
-    if length == 0:
-        yield ()
-        return
-    for value in sorted(counts):
-        if counts[value]:
-            counts[value] -= 1
-            for rest in _distinct_orders(counts, length - 1):
-                yield (value,) + rest
-            counts[value] += 1
-
-
-def negative_orders(sequence: torch.Tensor, count: int, generator: Optional[torch.Generator] = None
-                    ) -> torch.Tensor:
-    """``count`` reorderings of ``sequence [L]`` that differ from it, as int64 ``[count, L]`` (on its device).
-
-    When more than ``count`` such reorderings exist, they are distinct, each drawn by a random permutation
-    (``torch.randperm``) and rejected if it equals ``sequence`` or an earlier draw.  Otherwise every one of them
-    is used, in random order, cycling until there are ``count`` (for ``L = 2`` all negatives are the swap).
-    ``sequence`` needs at least two different values.
-    """
-    values = [int(v) for v in sequence.reshape(-1).tolist()]
-    n_other = count_distinct_orders(values) - 1
-    if n_other < 1:
-        raise ValueError(f"negative_orders: {values} has no reordering that differs from it (needs two different "
-                         "steps)")
-    if n_other <= count:
-        others = [order for order in _distinct_orders(Counter(values), len(values)) if list(order) != values]
-        shuffled = torch.randperm(len(others), generator=generator).tolist()
-        orders = [others[shuffled[i % len(others)]] for i in range(count)]
-    else:
-        seen = {tuple(values)}
-        orders = []
-        source = torch.tensor(values)
-        while len(orders) < count:
-            candidate = tuple(source[torch.randperm(len(values), generator=generator)].tolist())
-            if candidate not in seen:
-                seen.add(candidate)
-                orders.append(candidate)
-    return torch.tensor(orders, dtype=torch.long).reshape(count, len(values)).to(sequence.device)
-
-
-def inner_shuffle_columns(segment_ids: torch.Tensor, count: int, generator: Optional[torch.Generator] = None
-                          ) -> torch.Tensor:
-    """``count`` column permutations ``[count, n]`` that shuffle columns only within their segment.
-
-    ``segment_ids [n]`` is non-decreasing (segment of each column); row ``i`` is an independent uniform shuffle
-    inside every segment, drawn as ``argsort(segment_id + U[0, 1))``.
-    """
-    n = segment_ids.numel()
-    noise = torch.rand(count, n, generator=generator, dtype=torch.float64)
-    keys = segment_ids.detach().cpu().to(torch.float64).unsqueeze(0) + noise
-    return torch.argsort(keys, dim=1).to(segment_ids.device)
+__all__ = ["AlignLocalTask", "subsample_rows"]
 
 
 def subsample_rows(n_rows: int, n_steps: int, multiplier: int) -> torch.Tensor:
@@ -117,22 +48,14 @@ def subsample_rows(n_rows: int, n_steps: int, multiplier: int) -> torch.Tensor:
 
 @register("task")
 class AlignLocalTask(Task):
-    """CrossTask fine-tuning task (see the module docstring).  Config ``alignment.*``: ``metric`` (dtw | otam),
-    ``total_sample_size`` (32), ``alignment_loss_coeff`` (0.12), ``video_sampling_multiplier`` (10),
-    ``inner_shuffling`` (true)."""
+    """CrossTask fine-tuning task (see the module docstring).  ``self.alignment`` holds the ``alignment.*`` keys
+    (:class:`~tempclr.tasks.seqalign.AlignmentSettings`): ``metric`` (dtw | otam), ``total_sample_size`` (32),
+    ``alignment_loss_coeff`` (0.12), ``gamma`` (0.1), ``video_sampling_multiplier`` (10), ``inner_shuffling``
+    (true)."""
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self.metric = str(cfg_get(config, "alignment.metric", "dtw"))
-        if self.metric not in METRICS:
-            raise ValueError(f"alignment.metric must be one of {METRICS}, got {self.metric!r}")
-        self.total_sample_size = int(cfg_get(config, "alignment.total_sample_size", 32))
-        if self.total_sample_size < 2:
-            raise ValueError(f"alignment.total_sample_size={self.total_sample_size}: need the positive and at "
-                             "least one negative")
-        self.alignment_loss_coeff = float(cfg_get(config, "alignment.alignment_loss_coeff", 0.12))
-        self.video_sampling_multiplier = int(cfg_get(config, "alignment.video_sampling_multiplier", 10))
-        self.inner_shuffling = bool(cfg_get(config, "alignment.inner_shuffling", True))
+        self.alignment = AlignmentSettings.from_config(config, alignment_loss_coeff=0.12)
 
     def __call__(self, model, sample: Dict[str, Any]) -> Dict[str, Any]:
         """-> ``{"loss": (1 - c) * BCE + c * L_seq, "bce_loss": BCE, "align_loss": L_seq}`` (the last two
@@ -143,7 +66,7 @@ class AlignLocalTask(Task):
         outputs = model(**sample)
         bce_loss = self.loss_fn(**{**sample, **outputs})
         align_loss = self.sequence_loss(outputs, sample, training=model.training)
-        coeff = self.alignment_loss_coeff
+        coeff = self.alignment.alignment_loss_coeff
         loss = (1.0 - coeff) * bce_loss + coeff * align_loss
         return {"loss": loss, "bce_loss": bce_loss.detach(), "align_loss": align_loss.detach()}
 
@@ -165,20 +88,17 @@ class AlignLocalTask(Task):
                         frame_labels: torch.Tensor) -> torch.Tensor:
         """``query [K, H]`` (step texts), ``keys [N', H]`` (labelled rows), ``steps [|A|]``, ``frame_labels
         [N']`` → ``logits [1, S]`` = ``-cum_dist`` of the positive (index 0) and ``S - 1`` negatives."""
-        rows = subsample_rows(keys.size(0), steps.numel(), self.video_sampling_multiplier).to(keys.device)
+        settings = self.alignment
+        rows = subsample_rows(keys.size(0), steps.numel(), settings.video_sampling_multiplier).to(keys.device)
         keys, frame_labels = keys[rows], frame_labels[rows]
         _, run_lengths = torch.unique_consecutive(frame_labels, return_counts=True)
         segment_ids = torch.repeat_interleave(torch.arange(run_lengths.numel(), device=keys.device), run_lengths)
         dists = 1 - cos_sim(query, keys)                                  # [K, n]
-        n_negatives = self.total_sample_size - 1
-        orders = negative_orders(steps, n_negatives)                      # [S-1, |A|]
+        n_negatives = settings.total_sample_size - 1
+        orders = negative_orders(steps, n_negatives, cycle=True)          # [S-1, |A|]
         negatives = dists[orders]                                         # [S-1, |A|, n]
-        if self.inner_shuffling:
+        if settings.inner_shuffling:
             columns = inner_shuffle_columns(segment_ids, n_negatives)     # [S-1, n]
             negatives = negatives.gather(2, columns.unsqueeze(1).expand_as(negatives))
         stacked = torch.cat([dists[steps].unsqueeze(0), negatives], dim=0).unsqueeze(0)  # [1, S, |A|, n]
-        if self.metric == "dtw":
-            cum_dists = DTW_cum_dist(stacked)
-        else:
-            cum_dists = OTAM_cum_dist(stacked) + OTAM_cum_dist(stacked.transpose(-1, -2))
-        return -cum_dists
+        return -sequence_scores(stacked, settings.metric, settings.gamma)

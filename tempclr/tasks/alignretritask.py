@@ -3,25 +3,25 @@ sequence-level alignment loss.
 
 For every video of the batch, a few non-overlapping clips in temporal order give a sentence × clip distance
 matrix; soft-DTW (or two-way soft-OTAM) must score the true order lower than shuffled orders:
-``L = (1 - c)·L_contrastive + c·L_align``.
+``L = (1 - c)·L_contrastive + c·L_align``.  The shuffled orders are distinct and never the true one, drawn by
+:func:`~tempclr.tasks.seqalign.negative_orders` from torch's generator (the original enumerated all ``L!``
+permutations and shuffled them with Python's ``random``; both give distinct uniformly random orders, and both
+give fewer than ``total_sample_size - 1`` negatives when ``L! - 1`` is smaller).
 """
 from __future__ import annotations
 
-import itertools
 import math
-import random
 from typing import Any, Dict, List, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from tempclr.utils.load_config import cfg_get
-from tempclr.utils.metrics import DTW_cum_dist, OTAM_cum_dist, cos_sim
+from tempclr.utils.metrics import cos_sim
 from tempclr.utils.registry import register
 
 from .retritask import VideoRetriTask
-
-ENUMERATE_UP_TO = 7  # below 8! = 40320 permutations, enumerate and sample; above, rejection-sample
+from .seqalign import AlignmentSettings, negative_orders, sequence_scores
 
 
 def freeze_all_but_layernorm(model: torch.nn.Module) -> int:
@@ -54,45 +54,21 @@ def evenly_spaced(count: int, num: int) -> List[int]:
     return [int(math.floor(i * (count - 1) / (num - 1))) for i in range(num)]
 
 
-def sample_shuffled_orders(length: int, count: int, rng: random.Random) -> List[List[int]]:
-    """``min(count, length! - 1)`` distinct permutations of ``range(length)``, none the identity, in random
-    order.  Small lengths enumerate and shuffle (as the original); larger ones rejection-sample, so a length of
-    10 or 20 stays cheap."""
-    identity = tuple(range(length))
-    if length <= ENUMERATE_UP_TO:
-        orders = [p for p in itertools.permutations(identity) if p != identity]
-        rng.shuffle(orders)
-        return [list(p) for p in orders[:count]]
-    seen, orders = {identity}, []
-    while len(orders) < count:
-        order = list(identity)
-        rng.shuffle(order)
-        if tuple(order) not in seen:
-            seen.add(tuple(order))
-            orders.append(order)
-    return orders
-
-
 @register("task")
 class AlignRetriTask(VideoRetriTask):
-    """VideoRetriTask + the alignment loss; ``alignment.layernorm_only`` trains LayerNorms only."""
+    """VideoRetriTask + the alignment loss.  ``self.alignment`` holds the ``alignment.*`` keys
+    (:class:`~tempclr.tasks.seqalign.AlignmentSettings`): ``metric``, ``sampling_threshold`` (5),
+    ``total_sample_size`` (32), ``alignment_loss_coeff`` (0.7), ``gamma`` (0.1), ``layernorm_only`` (train
+    LayerNorms only)."""
 
     def __init__(self, config):
         super().__init__(config)
-        alignment = cfg_get(config, "alignment", {})
-        self.metric = str(cfg_get(alignment, "metric", "dtw")).lower()
-        if self.metric not in ("dtw", "otam"):
-            raise ValueError(f"alignment.metric must be 'dtw' or 'otam', got {self.metric!r}")
-        self.threshold = int(cfg_get(alignment, "sampling_threshold", 5))
-        self.sample_size = int(cfg_get(alignment, "total_sample_size", 32))
-        self.coeff = float(cfg_get(alignment, "alignment_loss_coeff", 0.7))
-        self.gamma = float(cfg_get(alignment, "gamma", 0.1))
+        self.alignment = AlignmentSettings.from_config(config, alignment_loss_coeff=0.7)
         self.clips_per_video = int(cfg_get(config, "dataset.clip_per_video", 16))
-        self.rng = random  # Python's random, seeded per epoch by the fairseq task (as the original)
 
     def build_model(self, checkpoint=None):
         model = super().build_model(checkpoint)
-        if cfg_get(self.config, "alignment.layernorm_only"):
+        if self.alignment.layernorm_only:
             freeze_all_but_layernorm(model)
         return model
 
@@ -102,39 +78,36 @@ class AlignRetriTask(VideoRetriTask):
         contrastive = self.loss_fn(**{**sample, **outputs})
         align = self.alignment_loss(outputs["pooled_video"], outputs["pooled_text"], sample["text_start"],
                                     sample["text_end"], sample["video_start"], sample["video_end"])
-        loss = (1 - self.coeff) * contrastive + self.coeff * align
+        coeff = self.alignment.alignment_loss_coeff
+        loss = (1 - coeff) * contrastive + coeff * align
         return {"loss": loss, "contrastive_loss": contrastive.detach(), "align_loss": align.detach()}
-
-    def sequence_scores(self, keys: torch.Tensor) -> torch.Tensor:
-        """``keys [1, N, L, M]`` → cumulative alignment costs ``[1, N]`` (DTW, or OTAM both ways)."""
-        if self.metric == "dtw":
-            return DTW_cum_dist(keys, lbda=self.gamma)
-        return OTAM_cum_dist(keys, lbda=self.gamma) + OTAM_cum_dist(keys.transpose(-1, -2), lbda=self.gamma)
 
     def alignment_loss(self, pooled_video: torch.Tensor, pooled_text: torch.Tensor, text_start: torch.Tensor,
                        text_end: torch.Tensor, video_start: torch.Tensor, video_end: torch.Tensor) -> torch.Tensor:
         """``pooled_* [Nv * clip_per_video, H]``, positions ``[Nv * clip_per_video]`` sorted per video.
         Mean over qualifying videos of ``CE(-score([true, shuffled...]), 0)``; a zero (on the inputs' device
         and dtype) when no video has ``sampling_threshold`` non-overlapping clips."""
+        settings = self.alignment
+        length = settings.sampling_threshold
         positions = [t.tolist() for t in (text_start, text_end, video_start, video_end)]
         rows = []
         for first in range(0, pooled_video.size(0), self.clips_per_video):
             block = slice(first, first + self.clips_per_video)
             kept = nonoverlapped_indices(*(p[block] for p in positions))
-            if len(kept) >= self.threshold:
-                rows.append([first + kept[i] for i in evenly_spaced(len(kept), self.threshold)])
+            if len(kept) >= length:
+                rows.append([first + kept[i] for i in evenly_spaced(len(kept), length)])
         if not rows:
             return pooled_video.new_zeros(())
         index = torch.tensor(rows, device=pooled_video.device)                        # [n, L]
         dist = 1 - cos_sim(pooled_text[index], pooled_video[index])                     # [n, L(text), L(video)]
-        identity = list(range(self.threshold))
-        orders = [[identity] + sample_shuffled_orders(self.threshold, self.sample_size - 1, self.rng)
-                  for _ in rows]                                                        # per video
-        order_index = torch.tensor(orders, device=dist.device)                          # [n, S, L]
+        identity = torch.arange(length)
+        orders = [torch.cat([identity[None], negative_orders(identity, settings.total_sample_size - 1, cycle=False)])
+                  for _ in rows]                                                        # per video [S, L]
+        order_index = torch.stack(orders).to(dist.device)                               # [n, S, L]
         video_index = torch.arange(len(rows), device=dist.device)[:, None, None]
         keys = dist[video_index, order_index]                                           # [n, S, L, L] rows shuffled
-        keys = keys.transpose(-1, -2).reshape(1, -1, self.threshold, self.threshold)    # rows = video, cols = text
-        logits = -self.sequence_scores(keys).view(len(rows), -1)                        # [n, S]
+        keys = keys.transpose(-1, -2).reshape(1, -1, length, length)                    # rows = video, cols = text
+        logits = -sequence_scores(keys, settings.metric, settings.gamma).view(len(rows), -1)  # [n, S]
         target = torch.zeros(len(rows), dtype=torch.long, device=logits.device)
         if logits.dtype in (torch.float16, torch.bfloat16):  # the soft-min scores are computed in fp32 anyway
             logits = logits.float()

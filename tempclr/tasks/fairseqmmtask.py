@@ -8,7 +8,6 @@ from fairseq.tasks import LegacyFairseqTask, register_task
 from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
 from tempclr.utils.load_config import cfg_get, load_config
 
-from .retritask import RetriTask
 from .task import Task
 
 
@@ -44,13 +43,11 @@ class FairseqMMTask(LegacyFairseqTask):
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1, num_shards=1,
                            shard_id=0, num_workers=0, epoch=1, data_buffer_size=0, disable_iterator_cache=False,
                            skip_remainder_batch=False, grouped_shuffling=False, update_epoch_batch_itr=False):
-        """Seeds Python ``random`` with the epoch, rebuilds retrieval groups before training epochs
-        ≥ ``retri_epoch``, then batches with ``required_batch_size_multiple=1`` (fairseq's default of 8 would
-        silently drop items) and no iterator cache (groups change every epoch)."""
+        """Seeds Python ``random`` with the epoch, calls the task's :meth:`~tempclr.tasks.task.Task.before_epoch`
+        for the training set (retrieval tasks regroup it there; then no iterator cache), and batches with
+        ``required_batch_size_multiple=1`` (fairseq's default of 8 would silently drop items)."""
         random.seed(epoch)
-        is_train = dataset.mmdataset is self.mmtask.train_data
-        if is_train and isinstance(self.mmtask, RetriTask) and epoch >= int(cfg_get(self.config, "retri_epoch", 1)):
-            self.mmtask.retrive_candidates(epoch)
+        if dataset.mmdataset is self.mmtask.train_data and self.mmtask.before_epoch(epoch):
             disable_iterator_cache = True
         return super().get_batch_iterator(
             dataset, max_tokens=max_tokens, max_sentences=max_sentences, max_positions=max_positions,

@@ -31,6 +31,14 @@ class RetriTask(Task):
     def reshape_subsample(self, sample: Dict[str, Any]) -> Dict[str, Any]:
         return {k: self.flat_subsample(v) if torch.is_tensor(v) else v for k, v in sample.items()}
 
+    def before_epoch(self, epoch: int) -> bool:
+        """From epoch ``retri_epoch`` (default 1) on, regroup the training videos by retrieval; returns whether
+        it did (the groups change every epoch, so the adapter must not cache batches)."""
+        if epoch < int(cfg_get(self.config, "retri_epoch", 1)):
+            return False
+        self.retrive_candidates(epoch)
+        return True
+
     def retri_dir(self) -> str:
         return os.path.join(str(cfg_get(self.config, "fairseq.checkpoint.save_dir")), "retri")
 

@@ -57,7 +57,13 @@ def check_dataset_paths(dataset_config, split: str) -> None:
 
 @register("task")
 class Task:
-    """The generic task: ``loss = loss_fn(**sample, **model(**sample))``."""
+    """The generic task: ``loss = loss_fn(**sample, **model(**sample))``.
+
+    Methods and parameters as the original's ``Task`` (``config_task``, ``build_dataset``,
+    ``build_model(checkpoint=None)``, ``load_checkpoint(checkpoint)``, ``_trim_state_dict``, ``build_loss``,
+    ``flat_subsample``, ``reshape_subsample``, ``__call__(model, sample)``), plus :meth:`before_epoch`, the hook
+    the fairseq adapter calls before each training epoch.
+    """
 
     def __init__(self, config):
         self.config = config
@@ -66,6 +72,7 @@ class Task:
         self.test_data = None
         self.model = None
         self.loss_fn = None
+        self.eval_fn = None
 
     @classmethod
     def config_task(cls, config) -> "Task":
@@ -104,12 +111,20 @@ class Task:
             parts.append(lookup(key, name)(dataset_config))
         return MMDataset(*parts)
 
+    def before_epoch(self, epoch: int) -> bool:
+        """Called before the batches of training epoch ``epoch`` (1-based) are drawn.  Returns whether the
+        training set changed (then batches must not come from a cache).  The generic task changes nothing."""
+        return False
+
     # ---- model and loss ----
     def build_model(self, checkpoint: Optional[str] = None):
-        name = cfg_get(self.config, "model.model_cls")
-        if name is None:
-            raise ValueError("config needs 'model.model_cls' (e.g. MMFusionSeparate)")
-        self.model = lookup("model", name)(self.config)
+        """The model named by ``model.model_cls`` (built once: a second call returns the same model), with the
+        weights of ``checkpoint`` when given."""
+        if self.model is None:
+            name = cfg_get(self.config, "model.model_cls")
+            if name is None:
+                raise ValueError("config needs 'model.model_cls' (e.g. MMFusionSeparate)")
+            self.model = lookup("model", name)(self.config)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
         return self.model
@@ -123,6 +138,16 @@ class Task:
             raise RuntimeError("build_model() before load_checkpoint()")
         load_model_weights(self.model, load_checkpoint_state(checkpoint), strict=strict)
         return self.model
+
+    def _trim_state_dict(self, state_dict: Dict[str, Any]) -> Dict[str, Any]:
+        """A checkpoint's model weights: ``state_dict["state_dict"]`` or ``["model"]`` when present, with the
+        fairseq wrapper's ``mmmodel.`` prefix removed."""
+        from tempclr.utils.checkpoint import _strip_prefix
+
+        for key in ("state_dict", "model"):
+            if isinstance(state_dict, dict) and key in state_dict:
+                state_dict = state_dict[key]
+        return _strip_prefix(state_dict, model_keys=set())
 
     def build_loss(self):
         name = cfg_get(self.config, "loss.loss_cls")

@@ -1,0 +1,142 @@
+"""What TempCLR's two sequence-alignment losses share: their ``alignment:`` settings, the sampler of shuffled
+orders (the negatives), and the sequence score.
+
+* :class:`AlignmentSettings` reads the ``alignment:`` section once, under the config's own key names, for both
+  :class:`~tempclr.tasks.alignretritask.AlignRetriTask` (pretraining) and
+  :class:`~tempclr.tasks.alignlocaltask.AlignLocalTask` (CrossTask fine-tuning).
+* :func:`negative_orders` is the one sampler of shuffled orders.  Its random source is torch's default generator
+  (or the one passed in), which fairseq reseeds from ``--seed`` and the update number before every training step,
+  so the negatives of a step are a function of the seed and the step.
+* :func:`sequence_scores` is soft-DTW, or soft-OTAM both ways, of a batch of distance grids.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import torch
+
+from tempclr.utils.load_config import cfg_get
+from tempclr.utils.metrics import DTW_cum_dist, OTAM_cum_dist
+
+__all__ = ["AlignmentSettings", "count_distinct_orders", "negative_orders", "inner_shuffle_columns",
+           "sequence_scores", "METRICS"]
+
+METRICS = ("dtw", "otam")
+
+
+@dataclass(frozen=True)
+class AlignmentSettings:
+    """The ``alignment:`` keys (names as in the YAML).  Defaults are the original's; ``alignment_loss_coeff``
+    defaults to 0.7 for pretraining and 0.12 for CrossTask fine-tuning (each task passes its own)."""
+
+    metric: str = "dtw"
+    total_sample_size: int = 32
+    alignment_loss_coeff: float = 0.7
+    gamma: float = 0.1
+    sampling_threshold: int = 5
+    video_sampling_multiplier: int = 10
+    inner_shuffling: bool = True
+    layernorm_only: bool = False
+
+    @classmethod
+    def from_config(cls, config: Any, **task_defaults: Any) -> "AlignmentSettings":
+        """Read ``config.alignment``; ``task_defaults`` override the class defaults for keys the config omits."""
+        defaults = {**{f: getattr(cls, f) for f in cls.__dataclass_fields__}, **task_defaults}
+        values = {}
+        for name, default in defaults.items():
+            value = cfg_get(config, f"alignment.{name}", default)
+            values[name] = type(default)(value) if not isinstance(default, bool) else bool(value)
+        settings = cls(**values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        if self.metric not in METRICS:
+            raise ValueError(f"alignment.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
+        if self.total_sample_size < 2:
+            raise ValueError(f"alignment.total_sample_size={self.total_sample_size}: need the positive and at "
+                             "least one negative")
+        if not self.gamma > 0:
+            raise ValueError(f"alignment.gamma={self.gamma}: the soft-min temperature must be > 0")
+        if self.sampling_threshold < 2:
+            raise ValueError(f"alignment.sampling_threshold={self.sampling_threshold}: a sequence needs at least "
+                             "2 clips to have a shuffled order")
+
+
+def count_distinct_orders(sequence: list[int]) -> int:
+    """Number of distinct sequences that reorder ``sequence`` (multinomial ``L! / Π multiplicity!``)."""
+    total = math.factorial(len(sequence))
+    for multiplicity in Counter(sequence).values():
+        total //= math.factorial(multiplicity)
+    return total
+
+
+def _distinct_orders(counts: Dict[int, int], length: int) -> Iterator[Tuple[int, ...]]:
+    """Every distinct sequence with these value multiplicities, in lexicographic order."""
+    if length == 0:
+        yield ()
+        return
+    for value in sorted(counts):
+        if counts[value]:
+            counts[value] -= 1
+            for rest in _distinct_orders(counts, length - 1):
+                yield (value,) + rest
+            counts[value] += 1
+
+
+def negative_orders(sequence: torch.Tensor, count: int, generator: Optional[torch.Generator] = None,
+                    cycle: bool = True) -> torch.Tensor:
+    """Reorderings of ``sequence [L]`` that differ from it, as int64 ``[n, L]`` on its device.
+
+    When more than ``count`` such reorderings exist, ``n = count`` distinct ones, each drawn as a random permutation
+    (``torch.randperm``) and rejected if it equals ``sequence`` or an earlier draw.  Otherwise every one of them is
+    used, in random order: ``n = count`` by cycling through them when ``cycle`` (CrossTask fine-tuning: for
+    ``L = 2`` every negative is the swap), else ``n`` = their number (pretraining, as the original: 2 distinct
+    clips give one negative).  ``sequence`` needs at least two different values.
+    """
+    values = [int(v) for v in sequence.reshape(-1).tolist()]
+    n_other = count_distinct_orders(values) - 1
+    if n_other < 1:
+        raise ValueError(f"negative_orders: {values} has no reordering that differs from it (needs two different "
+                         "steps)")
+    if n_other <= count:
+        others = [order for order in _distinct_orders(Counter(values), len(values)) if list(order) != values]
+        shuffled = torch.randperm(len(others), generator=generator).tolist()
+        n = count if cycle else len(others)
+        orders = [others[shuffled[i % len(others)]] for i in range(n)]
+    else:
+        seen = {tuple(values)}
+        orders = []
+        source = torch.tensor(values)
+        while len(orders) < count:
+            candidate = tuple(source[torch.randperm(len(values), generator=generator)].tolist())
+            if candidate not in seen:
+                seen.add(candidate)
+                orders.append(candidate)
+    return torch.tensor(orders, dtype=torch.long).reshape(len(orders), len(values)).to(sequence.device)
+
+
+def inner_shuffle_columns(segment_ids: torch.Tensor, count: int, generator: Optional[torch.Generator] = None
+                          ) -> torch.Tensor:
+    """``count`` column permutations ``[count, n]`` that shuffle columns only within their segment.
+
+    ``segment_ids [n]`` is non-decreasing (segment of each column); row ``i`` is an independent uniform shuffle
+    inside every segment, drawn as ``argsort(segment_id + U[0, 1))``.
+    """
+    n = segment_ids.numel()
+    noise = torch.rand(count, n, generator=generator, dtype=torch.float64)
+    keys = segment_ids.detach().cpu().to(torch.float64).unsqueeze(0) + noise
+    return torch.argsort(keys, dim=1).to(segment_ids.device)
+
+
+def sequence_scores(keys: torch.Tensor, metric: str, gamma: float) -> torch.Tensor:
+    """``keys [1, N, L, M]`` distance grids → cumulative alignment costs ``[1, N]``: soft-DTW (``metric='dtw'``)
+    or soft-OTAM of the grid plus soft-OTAM of its transpose (``'otam'``), temperature ``gamma``."""
+    if metric == "dtw":
+        return DTW_cum_dist(keys, lbda=gamma)
+    if metric == "otam":
+        return OTAM_cum_dist(keys, lbda=gamma) + OTAM_cum_dist(keys.transpose(-1, -2), lbda=gamma)
+    raise ValueError(f"alignment.metric must be one of {', '.join(METRICS)}, got {metric!r}")
