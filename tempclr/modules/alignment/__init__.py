@@ -3,6 +3,12 @@
 Layout: ``grid.py`` (the one recursion both modes share), ``reference.py`` (cell-loop torch reference),
 ``cpu.py`` (numba kernels), ``triton_kernels.py`` (GPU kernels, imported lazily), ``functions.py`` (public API,
 autograd.Function, backend choice).
+
+Special values: a NaN anywhere in an item's real part (inside its ``lengths``) makes that item's score NaN and its
+gradient NaN over the real part (padding keeps a zero gradient), whatever the backend, so a NaN upstream stops
+training instead of disappearing; other items of the batch are unaffected.  fp16/bf16 costs are computed in
+float32 and the scores cast back; a score that does not fit the input's dtype raises ``OverflowError`` (never a
+silent inf).
 """
 from .functions import (
     BACKENDS,

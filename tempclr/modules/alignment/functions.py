@@ -147,10 +147,13 @@ class _AlignFunction(torch.autograd.Function):
     def forward(ctx, D, lengths, gamma, passes, kernels):
         if ctx.needs_input_grad[0]:
             values, alignment = kernels.scores_alignment(D, lengths, gamma, passes)
+            _propagate_nan(D, lengths, values, alignment)
             ctx.save_for_backward(alignment)
             return values
         flat = D.reshape(-1, D.shape[-2], D.shape[-1])
-        return _sum_scores(kernels, flat, lengths, gamma, passes, hard=False).reshape(D.shape[:-2])
+        values = _sum_scores(kernels, flat, lengths, gamma, passes, hard=False).reshape(D.shape[:-2])
+        _propagate_nan(D, lengths, values)
+        return values
 
     @staticmethod
     def backward(ctx, grad):
@@ -170,6 +173,39 @@ def _backward(ctx, grad):
 # the same, marked so that differentiating it again (create_graph=True, then a second backward) raises; plain
 # backward calls skip this wrapper, which costs a few microseconds per call
 _backward_once = once_differentiable(_backward)
+
+
+def _nan_items(D: torch.Tensor, lengths: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """Bool [B] (B = prod of D's leading dims): items with a NaN inside their real part (the first ``lengths``
+    rows and columns); None when D holds no NaN at all.  The screen is one sum (NaN if any cell is NaN; 6 us on
+    512 5x5 grids where ``isnan().any()`` takes 30 us); only a NaN sum (a NaN, or +inf and -inf) looks closer."""
+    if not bool(torch.isnan(D.sum())):
+        return None
+    nan = torch.isnan(D.reshape(-1, D.shape[-2], D.shape[-1]))
+    if lengths is not None:
+        rows = torch.arange(D.shape[-2], device=D.device)[None, :, None] < lengths[:, 0, None, None].to(D.device)
+        cols = torch.arange(D.shape[-1], device=D.device)[None, None, :] < lengths[:, 1, None, None].to(D.device)
+        nan = nan & rows & cols
+    return nan.flatten(1).any(dim=1)
+
+
+def _propagate_nan(D: torch.Tensor, lengths: Optional[torch.Tensor], values: torch.Tensor,
+                   alignment: Optional[torch.Tensor] = None) -> None:
+    """In place: an item with a NaN anywhere in its real part gets a NaN score and, when ``alignment`` (the
+    gradient dScore/dD) is given, NaN over its real part, as the reference recursion does.  The kernels' min/max
+    would otherwise skip the NaN and return a clean-looking number.  Items without NaN are untouched."""
+    bad = _nan_items(D, lengths)
+    if bad is None or not bool(bad.any()):
+        return
+    values.view(-1)[bad.to(values.device)] = float("nan")
+    if alignment is not None:
+        flat = alignment.view(-1, alignment.shape[-2], alignment.shape[-1])
+        poisoned = torch.full_like(flat[bad], float("nan"))
+        if lengths is not None:  # padding keeps its exact zero gradient
+            rows = torch.arange(flat.shape[1], device=flat.device)[None, :, None] < lengths[bad, 0, None, None]
+            cols = torch.arange(flat.shape[2], device=flat.device)[None, None, :] < lengths[bad, 1, None, None]
+            poisoned = torch.where(rows & cols, poisoned, torch.zeros_like(poisoned))
+        flat[bad] = poisoned
 
 
 def _sum_scores(kernels: KernelBackend, flat: torch.Tensor, lengths, gamma: float, passes, hard: bool):
@@ -257,11 +293,26 @@ def _score(
             with torch.no_grad():
                 flat = X_k.reshape(-1, X_k.shape[-2], X_k.shape[-1])
                 out = _sum_scores(kernels, flat, len_k, 1.0, passes, hard=True).reshape(X.shape[:-2])
+                _propagate_nan(X_k, len_k, out)
         else:
             out = _AlignFunction.apply(X_k, len_k, gamma, passes, kernels)
     if out.dtype == D.dtype and out.device == D.device:
         return out
-    return out.to(device=D.device, dtype=D.dtype)
+    result = out.to(device=D.device, dtype=D.dtype)
+    if D.dtype in (torch.float16, torch.bfloat16):
+        _check_no_overflow(out, result, fn)
+    return result
+
+
+def _check_no_overflow(computed: torch.Tensor, result: torch.Tensor, fn: str) -> None:
+    """fp16/bf16 inputs are computed in float32; a score that is finite in float32 but not representable in the
+    input's dtype raises instead of coming back as a silent inf."""
+    overflow = torch.isinf(result) & torch.isfinite(computed.to(result.device))
+    if bool(overflow.any()):
+        worst = float(computed.detach().abs().max())
+        raise OverflowError(
+            f"{fn}: a score ({worst:.6g}) overflows {str(result.dtype).replace('torch.', '')} (max "
+            f"{torch.finfo(result.dtype).max:.6g}); pass float32 costs (e.g. D.float()) to get it in float32")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -349,6 +400,8 @@ def cumulative_cost(
     B, L, M = flat.shape
     Lg, Wg = align_pass.grid_shape(L, M)
     name = resolve_backend(backend, D.device)
+    if name != "ref" and bool(torch.isnan(flat.sum())) and bool(torch.isnan(flat).any()):
+        name = "ref"  # the kernels' min/max would skip a NaN; the reference recursion propagates it cell by cell
     with torch.no_grad():
         if name == "ref":
             R = align_ref(flat, gamma, align_pass, None, hard=hard, return_matrix=True)
