@@ -79,19 +79,31 @@ def fairseq_flags(config: DictConfig, cuda: bool) -> List[str]:
     return flags
 
 
-def resolve_job_type(config: DictConfig, jobtype: Optional[str]) -> str:
-    """``--jobtype`` wins; else ``task_type`` if it is a local job type; ``sweep_*`` or none → local_single."""
-    if jobtype is not None:
-        if jobtype not in JOB_TYPES:
-            raise ValueError(f"unknown --jobtype {jobtype!r}; choose one of {', '.join(JOB_TYPES)}")
-        return jobtype
+def is_evaluation_config(config: DictConfig) -> bool:
+    """A config that evaluates (``dataset.split: test``, or it names a ``predictor`` / ``metric``) rather than
+    trains."""
+    return cfg_get(config, "dataset.split") == "test" or any(cfg_get(config, key) is not None
+                                                             for key in ("predictor", "metric"))
+
+
+def resolve_job_type(config: DictConfig, jobtype: Optional[str], config_file: str = "the config") -> str:
+    """``--jobtype`` wins; else ``task_type`` if it is a local job type; ``sweep_*`` or none → ``local_predict``
+    for an evaluation config (:func:`is_evaluation_config`), ``local_single`` for a training one.  A training job
+    type for an evaluation config is an error (fairseq-train would find no training data and create
+    ``./checkpoints``)."""
+    if jobtype is not None and jobtype not in JOB_TYPES:
+        raise ValueError(f"unknown --jobtype {jobtype!r}; choose one of {', '.join(JOB_TYPES)}")
+    evaluation = is_evaluation_config(config)
     task_type = cfg_get(config, "task_type")
-    if task_type in JOB_TYPES:
-        return task_type
-    if task_type is not None and not str(task_type).startswith("sweep"):
-        raise ValueError(f"config key 'task_type: {task_type}' is not a job type; "
-                         f"use one of {', '.join(JOB_TYPES)} or pass --jobtype")
-    return "local_single"
+    if jobtype is None:
+        if task_type is not None and task_type not in JOB_TYPES and not str(task_type).startswith("sweep"):
+            raise ValueError(f"{config_file}: 'task_type: {task_type}' is not a job type; "
+                             f"use one of {', '.join(JOB_TYPES)} or pass --jobtype")
+        jobtype = task_type if task_type in JOB_TYPES else ("local_predict" if evaluation else "local_single")
+    if evaluation and jobtype != "local_predict":
+        raise ValueError(f"{config_file} is an evaluation config (dataset.split: test / predictor / metric) but the "
+                         f"job type is {jobtype}; run it with --jobtype local_predict")
+    return jobtype
 
 
 class LocalJob:
@@ -101,7 +113,7 @@ class LocalJob:
         self.config_file = config_file
         self.dryrun = dryrun
         self.config = load_config(config_file=config_file, dryrun=dryrun)
-        self.job_type = resolve_job_type(self.config, job_type)
+        self.job_type = resolve_job_type(self.config, job_type, config_file)
 
     def command(self) -> List[str]:
         if self.job_type == "local_predict":

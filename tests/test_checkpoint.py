@@ -2,9 +2,11 @@
 import argparse
 import json
 import os
+import re
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
@@ -12,7 +14,8 @@ from torch import nn  # noqa: E402
 from transformers import BertConfig  # noqa: E402
 
 from tempclr.models import MMFusionSeparate  # noqa: E402
-from tempclr.utils.checkpoint import load_checkpoint_state, load_model_weights  # noqa: E402
+from tempclr.utils.checkpoint import (CheckpointError, check_resume_checkpoint, checkpoint_problem,  # noqa: E402
+                                      load_checkpoint_state, load_model_weights)
 
 # the 310-key layout of a released VideoCLIP checkpoint (its key names and shapes, in tests/data)
 LAYOUT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "videoclip_state_dict.json")
@@ -245,3 +248,57 @@ def test_weights_only_loading_keeps_namespace_allowed(tmp_path):
     load_checkpoint_state(str(path), weights_only=True)
     assert argparse.Namespace in torch.serialization.get_safe_globals()
     torch.load(path, map_location="cpu", weights_only=True)
+
+
+def _broken_checkpoints(folder):
+    """A good checkpoint and the four broken kinds, in ``folder``; returns {name: path}."""
+    good = folder / "checkpoint1.pt"
+    torch.save({"model": {"w": torch.ones(3)}}, good)
+    data = good.read_bytes()
+    paths = {"good": good, "truncated": folder / "checkpoint_last.pt", "empty": folder / "empty.pt",
+             "random": folder / "random.pt", "npy": folder / "features.npy"}
+    paths["truncated"].write_bytes(data[: len(data) // 2])
+    paths["empty"].write_bytes(b"")
+    paths["random"].write_bytes(bytes(range(7, 107)))
+    np.save(paths["npy"], np.zeros(3, np.float32))
+    return {k: str(v) for k, v in paths.items()}
+
+
+def test_unreadable_checkpoints_are_named_and_described(tmp_path):
+    paths = _broken_checkpoints(tmp_path)
+    assert checkpoint_problem(paths["good"]) is None
+    expected = {"truncated": r"truncated or damaged \(\d+ bytes; its zip directory is unreadable\)",
+                "empty": r"empty \(0 bytes\)", "random": r"not a torch checkpoint \(starts with bytes b'\\x07\\x08",
+                "npy": r"a numpy \.npy array, not a checkpoint"}
+    for kind, what in expected.items():
+        with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(paths[kind])} is {what}"):
+            load_checkpoint_state(paths[kind])
+        with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(paths[kind])} is {what}"):
+            load_checkpoint_state(paths[kind], weights_only=True)
+    assert load_checkpoint_state(paths["good"])["w"].tolist() == [1.0, 1.0, 1.0]
+
+
+def test_resume_from_a_corrupt_last_checkpoint_names_the_newest_readable_one(tmp_path):
+    paths = _broken_checkpoints(tmp_path)
+    newer = tmp_path / "checkpoint2.pt"
+    torch.save({"model": {}}, newer)
+    os.utime(paths["good"], (1_000_000, 1_000_000))  # checkpoint2.pt is the newest readable one
+    with pytest.raises(CheckpointError, match=rf"^cannot resume: {re.escape(paths['truncated'])} is truncated or "
+                                              rf"damaged .*; resume from the newest readable one, "
+                                              rf"{re.escape(str(newer))}: set fairseq.checkpoint.restore_file"):
+        check_resume_checkpoint(str(tmp_path))
+    check_resume_checkpoint(str(tmp_path), "checkpoint2.pt")       # a readable restore file: nothing to say
+    check_resume_checkpoint(str(tmp_path / "fresh"))               # nothing to resume from: nothing to say
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    (lone / "checkpoint_last.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\); no other readable checkpoint\*\.pt"):
+        check_resume_checkpoint(str(lone))
+    # the fairseq task checks before fairseq itself touches the file (and before any config is written)
+    import tempclr
+    tempclr.register_fairseq()
+    from tempclr.tasks.fairseqmmtask import FairseqMMTask
+
+    with pytest.raises(CheckpointError, match="^cannot resume: "):
+        FairseqMMTask.setup_task(argparse.Namespace(save_dir=str(lone), restore_file="checkpoint_last.pt",
+                                                    taskconfig=str(tmp_path / "never_read.yaml")))

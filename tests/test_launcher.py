@@ -93,3 +93,27 @@ def test_dryrun_cli_writes_nothing(tmp_path):
     assert out.stdout.startswith("launching fairseq-train configs/how2.yaml")
     assert sorted(os.listdir(ROOT)) == before
     assert sorted(os.listdir(os.path.join(ROOT, "runs"))) == runs_before
+
+
+def test_missing_task_type_is_classified_by_what_the_config_holds(tmp_path, monkeypatch):
+    """A test config without ``task_type`` runs the predict script (it used to launch fairseq-train, fail with
+    "split 'train' has no data" and create ./checkpoints); a training job type for it is a clear error and the run
+    writes nothing."""
+    monkeypatch.chdir(tmp_path)
+    text = open(os.path.join(ROOT, "configs", "test_crosstask_zs.yaml")).read().replace("task_type: local_predict\n",
+                                                                                         "")
+    (tmp_path / "test_no_type.yaml").write_text(text)
+    job = LocalJob("test_no_type.yaml", None, dryrun=True)
+    assert job.job_type == "local_predict" and job.command()[1:] == [os.path.join("tempclr_cli", "predict.py"),
+                                                                     "test_no_type.yaml"]
+    with pytest.raises(ValueError, match=r"^test_no_type.yaml is an evaluation config \(dataset.split: test / "
+                                         r"predictor / metric\) but the job type is local_single; run it with "
+                                         r"--jobtype local_predict$"):
+        LocalJob("test_no_type.yaml", "local_single")
+    training = open(os.path.join(ROOT, "configs", "how2.yaml")).read().replace("task_type: sweep_big\n", "")
+    (tmp_path / "train_no_type.yaml").write_text(training)
+    assert LocalJob("train_no_type.yaml", None, dryrun=True).job_type == "local_single"
+    with pytest.raises(ValueError, match=r"^bad.yaml: 'task_type: local_dual' is not a job type"):
+        (tmp_path / "bad.yaml").write_text(training + "task_type: local_dual\n")
+        LocalJob("bad.yaml", None, dryrun=True)
+    assert sorted(os.listdir(tmp_path)) == ["bad.yaml", "test_no_type.yaml", "train_no_type.yaml"]

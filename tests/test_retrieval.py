@@ -98,3 +98,6 @@ def test_before_epoch_regroups_from_retri_epoch_on(tmp_path, small_demo):
         groups = pickle.load(f)
     assert [[v[0] for v in g] for g in task.train_data.meta_processor.cands] == groups
     assert Task(task.config).before_epoch(5) is False  # the generic task changes nothing
+    last = int(task.config.fairseq.optimization.max_epoch)
+    assert task.before_epoch(last + 1) is False  # fairseq's look-ahead past the last epoch: no retrieval pass
+    assert not os.path.exists(tmp_path / "save" / "retri" / f"batched_e{last + 1}_videos0.pkl")

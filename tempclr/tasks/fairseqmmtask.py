@@ -6,6 +6,7 @@ import random
 from fairseq.tasks import LegacyFairseqTask, register_task
 
 from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
+from tempclr.utils.checkpoint import check_resume_checkpoint
 from tempclr.utils.load_config import cfg_get, load_config
 
 from .task import Task
@@ -19,6 +20,9 @@ class FairseqMMTask(LegacyFairseqTask):
 
     @classmethod
     def setup_task(cls, args, **kwargs):
+        save_dir = cfg_get(args, "save_dir")
+        if save_dir is not None:  # fairseq resumes from <save_dir>/<restore_file> later: fail now, by name
+            check_resume_checkpoint(str(save_dir), str(cfg_get(args, "restore_file", "checkpoint_last.pt")))
         config = load_config(args)
         mmtask = Task.config_task(config)
         mmtask.build_dataset()

@@ -33,8 +33,12 @@ class RetriTask(Task):
 
     def before_epoch(self, epoch: int) -> bool:
         """From epoch ``retri_epoch`` (default 1) on, regroup the training videos by retrieval; returns whether
-        it did (the groups change every epoch, so the adapter must not cache batches)."""
+        it did (the groups change every epoch, so the adapter must not cache batches).  fairseq asks for the
+        iterator of the epoch after ``fairseq.optimization.max_epoch`` before it stops: no retrieval pass then."""
         if epoch < int(cfg_get(self.config, "retri_epoch", 1)):
+            return False
+        max_epoch = int(cfg_get(self.config, "fairseq.optimization.max_epoch", 0))
+        if 0 < max_epoch < epoch:
             return False
         self.retrive_candidates(epoch)
         return True

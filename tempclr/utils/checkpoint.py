@@ -8,14 +8,17 @@ must equal ``arange`` (else it would have changed the results of the original) a
 """
 from __future__ import annotations
 
+import glob
 import os
+import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import torch
 from torch import nn
 
-__all__ = ["LoadReport", "load_checkpoint_state", "load_model_weights"]
+__all__ = ["LoadReport", "CheckpointError", "checkpoint_problem", "check_resume_checkpoint", "load_checkpoint_state",
+           "load_model_weights"]
 
 MODEL_PREFIX = "mmmodel."
 POSITION_IDS_SUFFIX = "embeddings.position_ids"
@@ -33,6 +36,66 @@ class LoadReport:
     cast: list[str] = field(default_factory=list)  # stored in another dtype (fp16/bf16) than the model's
 
 
+class CheckpointError(ValueError):
+    """A file that should be a checkpoint is not a readable one; the message names the file and what it is."""
+
+
+def checkpoint_problem(path: str) -> Optional[str]:
+    """What is wrong with ``path`` as a torch checkpoint, in a few words, or None when it looks readable.
+
+    Cheap: reads the first bytes and, for torch's zip format, the archive's directory at the end of the file, so a
+    truncated file is found without reading it all."""
+    if not os.path.isfile(path):
+        return "missing"
+    size = os.path.getsize(path)
+    if size == 0:
+        return "empty (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(b"\x93NUMPY"):
+        return "a numpy .npy array, not a checkpoint"
+    if head.startswith(b"PK"):
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except zipfile.BadZipFile:
+            return f"truncated or damaged ({size} bytes; its zip directory is unreadable)"
+        if not any(name.endswith("data.pkl") for name in names):
+            return "a zip file without data.pkl, not a torch checkpoint"
+        return None
+    if head[:1] == b"\x80":  # torch's legacy (pre-1.6) pickle format
+        return None
+    return f"not a torch checkpoint (starts with bytes {head[:4]!r})"
+
+
+def _load_torch_file(path: str, weights_only: bool) -> Any:
+    problem = checkpoint_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"checkpoint {path} is {problem}; point fairseq.common_eval.path / restore_file at "
+                              "a checkpoint written by fairseq-train (checkpoint_best.pt, checkpoint_last.pt)")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=weights_only)
+    except (EOFError, RuntimeError, OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} could not be read ({type(error).__name__}: {error}); it is "
+                              "probably truncated: take another checkpoint of the run") from error
+
+
+def check_resume_checkpoint(save_dir: str, restore_file: str = "checkpoint_last.pt") -> None:
+    """Before fairseq resumes from ``<save_dir>/<restore_file>``: if that file exists but is not readable, raise
+    naming it and the newest readable ``checkpoint*.pt`` of ``save_dir`` to resume from instead."""
+    path = restore_file if os.path.isabs(restore_file) else os.path.join(save_dir, restore_file)
+    if not os.path.exists(path):
+        return
+    problem = checkpoint_problem(path)
+    if problem is None:
+        return
+    others = sorted((p for p in glob.glob(os.path.join(save_dir, "checkpoint*.pt"))
+                     if p != path and checkpoint_problem(p) is None), key=os.path.getmtime, reverse=True)
+    fix = (f"resume from the newest readable one, {others[0]}: set fairseq.checkpoint.restore_file to it"
+           if others else "no other readable checkpoint*.pt is in that folder: delete the file to start over")
+    raise CheckpointError(f"cannot resume: {path} is {problem}; {fix}")
+
+
 def load_checkpoint_state(path: str, weights_only: bool = False) -> dict:
     """Model state dict of a checkpoint file: ``ckpt["state_dict"]`` if present, else ``ckpt["model"]``.
 
@@ -46,12 +109,14 @@ def load_checkpoint_state(path: str, weights_only: bool = False) -> dict:
         # argparse.Namespace is allowed process-wide by tempclr/__init__.py.  (torch's safe_globals context
         # manager would remove it again on exit, breaking fairseq's own resume later in the same process.)
         try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            checkpoint = _load_torch_file(path, weights_only=True)
+        except CheckpointError:
+            raise
         except Exception as error:  # torch raises UnpicklingError or RuntimeError here
             raise ValueError(f"{path}: not loadable with weights_only=True ({error}); if you trust the file, "
                              "load it with weights_only=False") from error
     else:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = _load_torch_file(path, weights_only=False)
     if not isinstance(checkpoint, Mapping):
         raise ValueError(
             f"{path}: expected a dict with a 'state_dict' or 'model' entry, got {type(checkpoint).__name__}")
