@@ -165,5 +165,39 @@ def test_split_vids_end_to_end(tmp_path):
     assert set(train) == {"16815", "23521"} and set(test) == {"16815"}
     assert sorted(train["16815"] + test["16815"]) == ["v1", "v3"]  # v5 removed as a validation video
     assert len(train["16815"]) == 1 and train["23521"] == ["w1"]
-    assert (train, test) == _global_seed_split({"16815": ["v1", "v3"], "23521": ["w1"]}, {"16815", "23521"}, 1)
+    # the split is drawn over the listed videos (v5 is a validation video), then the unavailable ones are skipped
+    listed_train, listed_test = _global_seed_split({"23521": ["w0", "w1"], "16815": ["v1", "v2", "v3", "v4"]},
+                                                   {"16815", "23521"}, 1)
+    available = {"v1", "v3", "w1"}
+    assert train == {t: [v for v in vids if v in available] for t, vids in listed_train.items()
+                     if any(v in available for v in vids)}
+    assert test == {t: [v for v in vids if v in available] for t, vids in listed_test.items()
+                    if any(v in available for v in vids)}
     assert os.path.isdir(feat)
+
+
+def test_a_missing_file_never_changes_the_split(tmp_path):
+    """Deleting one test video's annotation removes that video from the test set and changes nothing else (the
+    original re-drew the task's split, and through the shared RNG every later task's); the skip is reported."""
+    feat, ann = tmp_path / "features", tmp_path / "annotations"
+    rows = []
+    for task in ("16815", "23521"):
+        for k in range(8):
+            vid = f"{task}_{k}"
+            _write(feat / f"{vid}.npy", "")
+            _write(ann / f"{task}_{vid}.csv", "1,0,1\n")
+            rows.append(f"{task},{vid},u\n")
+    videos = _write(tmp_path / "videos.csv", "".join(rows))
+    val = _write(tmp_path / "videos_val.csv", "")
+    primary = _write(tmp_path / "tasks_primary.txt", PRIMARY)
+    related = _write(tmp_path / "tasks_related.txt", RELATED)
+    messages = []
+    before = split_vids(videos, val, primary, related, str(feat), str(ann), n_train=3, report=messages.append)
+    assert messages == []
+    gone = before["test"]["16815"][0]
+    os.remove(ann / f"16815_{gone}.csv")
+    after = split_vids(videos, val, primary, related, str(feat), str(ann), n_train=3, report=messages.append)
+    assert after["train"] == before["train"]
+    assert after["test"] == {"16815": before["test"]["16815"][1:], "23521": before["test"]["23521"]}
+    assert messages == [f"[tempclr] CrossTask test split: 1 of 10 listed videos skipped, 1 files missing "
+                        f"({ann / f'16815_{gone}.csv'}); the other videos keep their split"]

@@ -244,18 +244,44 @@ def random_split(task_vids: TaskVids, test_tasks: Collection[str], n_train: int,
     return train_vids, test_vids
 
 
+def missing_files(task_vids: TaskVids, feature_dir: str, annotation_dir: str) -> list[str]:
+    """The feature / annotation files the videos of ``task_vids`` need that do not exist, as paths."""
+    missing = []
+    for task, vids in task_vids.items():
+        for vid in vids:
+            for path in (os.path.join(feature_dir, vid + ".npy"), os.path.join(annotation_dir, f"{task}_{vid}.csv")):
+                if not os.path.exists(path):
+                    missing.append(path)
+    return missing
+
+
 def split_vids(train_csv: str, val_csv: str, primary_path: str, related_path: str, feature_dir: str,
-               annotation_dir: str, n_train: int = 30, seed: int = 0) -> dict[str, TaskVids]:
-    """The CrossTask split end to end: available videos of ``train_csv`` minus those of ``val_csv`` (per task),
-    restricted to primary and related tasks, split by :func:`random_split` with the primary tasks as test
-    tasks.  Returns ``{"train": ..., "valid": test, "test": test}`` (valid and test are the same split)."""
-    task_vids = get_available_vids(train_csv, feature_dir, annotation_dir)
-    val_vids = get_available_vids(val_csv, feature_dir, annotation_dir)
-    val_sets = {task: set(vids) for task, vids in val_vids.items()}
+               annotation_dir: str, n_train: int = 30, seed: int = 0,
+               report: Optional[Callable[[str], None]] = print) -> dict[str, TaskVids]:
+    """The CrossTask split end to end.
+
+    The split is a function of the release alone: the videos listed in ``train_csv`` minus those of ``val_csv``
+    (per task), restricted to primary and related tasks, split by :func:`random_split` with the primary tasks as
+    test tasks.  Only then are videos whose feature file or annotation is missing dropped from their split, and
+    ``report`` (default ``print``) is told how many and which, so a missing file never moves another video from
+    test to train or back.  (The original filtered before splitting: one missing file re-drew a task's split.)
+    Returns ``{"train": ..., "valid": test, "test": test}`` (valid and test are the same split)."""
+    task_vids = get_vids(train_csv)
+    val_sets = {task: set(vids) for task, vids in get_vids(val_csv).items()}
     task_vids = {task: [vid for vid in vids if vid not in val_sets.get(task, ())]
                  for task, vids in task_vids.items()}
     primary = read_task_info(primary_path)["n_steps"]
     related = read_task_info(related_path)["n_steps"]
-    task_vids = {task: vids for task, vids in task_vids.items() if task in primary or task in related}
+    task_vids = {task: vids for task, vids in task_vids.items() if (task in primary or task in related) and vids}
     train_vids, test_vids = random_split(task_vids, set(primary), n_train, seed=seed)
-    return {"train": train_vids, "valid": test_vids, "test": test_vids}
+    splits = {}
+    for name, vids in (("train", train_vids), ("test", test_vids)):
+        missing = missing_files(vids, feature_dir, annotation_dir)
+        splits[name] = filter_available(vids, feature_dir, annotation_dir)
+        if missing and report is not None:
+            listed = sum(len(v) for v in vids.values())
+            kept = sum(len(v) for v in splits[name].values())
+            shown = ", ".join(missing[:3]) + (f", ... ({len(missing) - 3} more)" if len(missing) > 3 else "")
+            report(f"[tempclr] CrossTask {name} split: {listed - kept} of {listed} listed videos skipped, "
+                   f"{len(missing)} files missing ({shown}); the other videos keep their split")
+    return {"train": splits["train"], "valid": splits["test"], "test": splits["test"]}
