@@ -59,6 +59,25 @@ def sliding_windows(video_len: int, stride: int = 16, size: int = 32) -> Tuple[n
     return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
 
 
+def window_config(config: Any, max_video_len: int, default_stride: int, default_size: int) -> Tuple[int, int]:
+    """``(dataset.sliding_window, dataset.sliding_window_size)`` with their defaults; a window longer than
+    ``max_video_len`` is an error (``_build_video_seq`` would cut it silently)."""
+    stride = int(cfg_get(config, "sliding_window", default_stride))
+    size = int(cfg_get(config, "sliding_window_size", default_size))
+    if size > max_video_len:
+        raise ValueError(f"dataset.sliding_window_size={size} exceeds dataset.max_video_len={max_video_len}: "
+                         "windows would be cut silently")
+    return stride, size
+
+
+def check_features(feature: np.ndarray, vfeat_dir: str, video_id: str) -> np.ndarray:
+    """``feature`` if it is ``[T, D]`` with ``T >= 1``, else a ``ValueError`` naming ``<vfeat_dir>/<id>.npy``."""
+    if feature.ndim != 2 or feature.shape[0] < 1:
+        raise ValueError(f"{os.path.join(vfeat_dir, video_id + '.npy')}: expected features [T, D] with T >= 1, "
+                         f"got shape {feature.shape}")
+    return feature
+
+
 def _required(config: Any, key: str) -> str:
     value = cfg_get(config, key)
     if value is None:
@@ -119,11 +138,7 @@ class CrossTaskVideoProcessor(VideoProcessor):
     """``(task, vid, steps, K)`` → features ``[T, D]`` from ``<vfeat_dir>/<vid>.npy``."""
 
     def __call__(self, video_id: CrossTaskItem) -> np.ndarray:
-        feature = super().__call__(video_id[1])
-        if feature.ndim != 2 or feature.shape[0] < 1:
-            raise ValueError(f"{os.path.join(self.vfeat_dir, video_id[1] + '.npy')}: expected features [T, D] "
-                             f"with T >= 1, got shape {feature.shape}")
-        return feature
+        return check_features(super().__call__(video_id[1]), self.vfeat_dir, video_id[1])
 
 
 @register("text_processor")
@@ -131,8 +146,7 @@ class CrossTaskTextProcessor(TextProcessor):
     """``(task, vid, steps, K)`` → K token-id lists, one per step description (no special tokens)."""
 
     def __call__(self, text_id: CrossTaskItem) -> List[List[int]]:
-        steps = text_id[2]
-        return [self.tokenizer(step, add_special_tokens=False)["input_ids"] for step in steps]
+        return self.tokenize_each(text_id[2])
 
 
 @register("aligner")
@@ -153,11 +167,7 @@ class CrossTaskAligner(Aligner):
     def __init__(self, config: Any):
         super().__init__(config)
         self.annotation_path = _required(config, "annotation_path")
-        self.sliding_window = int(cfg_get(config, "sliding_window", 16))
-        self.sliding_window_size = int(cfg_get(config, "sliding_window_size", 32))
-        if self.sliding_window_size > self.max_video_len:
-            raise ValueError(f"dataset.sliding_window_size={self.sliding_window_size} exceeds "
-                             f"dataset.max_video_len={self.max_video_len}: windows would be cut silently")
+        self.sliding_window, self.sliding_window_size = window_config(config, self.max_video_len, 16, 32)
 
     def annotation_file(self, task: str, vid: str) -> str:
         return os.path.join(self.annotation_path, f"{task}_{vid}.csv")
@@ -170,17 +180,11 @@ class CrossTaskAligner(Aligner):
         labels = read_assignment(video_len, n_steps, path).astype(np.float32)
         sequence = np.asarray(read_step_sequence(path, n_steps), dtype=np.int64)
         starts, lengths = sliding_windows(video_len, self.sliding_window, self.sliding_window_size)
-        vfeats, vmasks, targets = [], [], []
-        for start, length in zip(starts.tolist(), lengths.tolist()):
-            window = video_feature[start:start + length]
-            vfeat, vmask = self._build_video_seq(window, {"start": [0], "end": [length]})
-            vfeats.append(vfeat)
-            vmasks.append(vmask)
-            targets.append(labels[start:start + length])
-        caps, cmasks = zip(*(self._build_text_seq(tokens) for tokens in text_feature))
+        vfeats, vmasks = self._build_window_seqs(video_feature, starts, lengths)
+        targets = [labels[start:start + length] for start, length in zip(starts.tolist(), lengths.tolist())]
+        caps, cmasks = self._build_text_seqs(text_feature)
         return {
-            "caps": np.stack(caps), "cmasks": np.stack(cmasks),
-            "vfeats": np.stack(vfeats), "vmasks": np.stack(vmasks),
+            "caps": caps, "cmasks": cmasks, "vfeats": vfeats, "vmasks": vmasks,
             "targets": np.concatenate(targets, axis=0), "sequence_targets": sequence,
             "video_id": vid, "task": task, "video_len": video_len,
         }
