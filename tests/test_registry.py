@@ -19,6 +19,8 @@ CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, 
 NOT_BUILT = {
     "configs/test_youcook_fullvideo_zs.yaml": {"metric": "FullVideoRetrievalMetric"},
     "configs/test_youcook_fullvideo_bg_zs.yaml": {"metric": "FullVideoBGRetrievalMetric"},
+    "configs/demo/test_youcook_fullvideo_zs.yaml": {"metric": "FullVideoRetrievalMetric"},
+    "configs/demo/test_youcook_fullvideo_bg_zs.yaml": {"metric": "FullVideoBGRetrievalMetric"},
 }
 
 
