@@ -29,18 +29,12 @@ from tempclr.evaluators import Evaluator
 from tempclr.evaluators.timeline import plot_timeline
 from tempclr.processors.crosstask_release import read_annotation
 from tempclr.tasks.task import Task
-from tempclr.utils.fileio import atomic_path, write_json_atomic
+from tempclr.utils.checkpoint import save_untrained_checkpoint
+from tempclr.utils.fileio import write_json_atomic
 from tempclr.utils.load_config import cfg_get, load_config
 from tempclr_cli.predict import build_dataloader
 
 DEFAULT_CONFIG = "configs/demo/test_crosstask_zs.yaml"
-
-
-def save_untrained_checkpoint(model: torch.nn.Module, path: str) -> str:
-    """``{"model": state_dict}`` of ``model`` written atomically to ``path``."""
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"model": model.state_dict()}, tmp)
-    return path
 
 
 def write_timelines(outputs: dict, meta_processor, annotation_dir: str, folder: str, count: int) -> list:

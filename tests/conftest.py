@@ -37,7 +37,8 @@ def load_script(name: str):
 def small_demo(tmp_path_factory):
     """A small demo data set (16 train / 16 val videos, shards of 8) built by the real generator."""
     out = tmp_path_factory.mktemp("small_demo") / "demo"
-    load_script("make_demo_data").make_demo_data(str(out), seed=0, n_train=16, n_val=16, shard_size=8)
+    load_script("make_demo_data").make_demo_data(str(out), seed=0, n_train=16, n_val=16, shard_size=8,
+                                                 youcook_per_task=2)
     return str(out)
 
 

@@ -8,7 +8,8 @@ import torch  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 from transformers import AutoTokenizer, BertConfig, BertModel  # noqa: E402
 
-from tempclr.models import MMBertForEncoder, MMFusionSeparate, MMFusionSeparateActionLocalization  # noqa: E402
+from tempclr.models import (MMBertForEncoder, MMFusionSeparate, MMFusionSeparateActionLocalization,  # noqa: E402
+                            MMFusionSeparateFullVideoBGRetrieval)
 from tempclr.modules.mm import MMBertEmbeddings, VideoTokenMLP  # noqa: E402
 from tempclr.utils.registry import lookup  # noqa: E402
 
@@ -230,6 +231,34 @@ def test_action_localization_outputs(tokenizer):
     assert close(out["logits"], expected_seq @ pooled_text.T, atol=1e-4)
 
 
+def test_full_video_bg_retrieval_pools_each_window_with_cls_masked(tokenizer):
+    torch.manual_seed(3)
+    model = MMFusionSeparateFullVideoBGRetrieval(
+        run_config("unused", model_cls="MMFusionSeparateFullVideoBGRetrieval"),
+        bert_config=tiny_bert_config(), tokenizer=tokenizer).eval()
+    assert model.dummy_caps.tolist() == [[CLS, SEP, PAD, SEP]]
+    caps, cmasks, _, _ = make_batch(2, seed=5)  # 2 captions
+    _, _, windows, window_masks = make_batch(3, seed=6)  # 3 windows: 32 + 7 + 1 valid seconds
+    with torch.no_grad():
+        out = model(caps[None], cmasks[None], windows[None], window_masks[None])
+        # by hand: the hidden states of each window with [CLS] masked out, averaged over its valid seconds
+        # and the video [SEP] (position Lv + 1)
+        dummy_caps = torch.tensor([[CLS, SEP, PAD, SEP]] * 3)
+        dummy_masks = torch.tensor([[False, True, False, True]] * 3)
+        hidden = model.forward_video(windows, window_masks, dummy_caps, dummy_masks, output_hidden_states=True)
+        pooled_text = model.forward_text(caps, cmasks)
+    assert set(out) == {"pooled_video", "pooled_text"}
+    assert out["pooled_video"].shape == (3, 32) and out["pooled_text"].shape == (2, 32)
+    for w in range(3):
+        rows = torch.cat([hidden[w, 1:1 + MAX_VIDEO_LEN][window_masks[w]], hidden[w, MAX_VIDEO_LEN + 1:]])
+        assert rows.shape[0] == int(window_masks[w].sum()) + 1
+        assert close(out["pooled_video"][w], rows.mean(dim=0)), w
+    assert close(out["pooled_text"], pooled_text)
+    with pytest.raises(ValueError, match="takes one video per batch, got 2; set fairseq.dataset.batch_size: 1"):
+        model(caps[None].repeat(2, 1, 1), cmasks[None].repeat(2, 1, 1), windows[None].repeat(2, 1, 1, 1),
+              window_masks[None].repeat(2, 1, 1))
+
+
 # ---------------------------------------------------------------- loading through from_pretrained
 
 
@@ -277,7 +306,8 @@ def test_bad_config_errors(bert_dir, tokenizer):
     with pytest.raises(ValueError, match="MMBertForEncoder"):
         MMFusionSeparate(bad, bert_config=tiny_bert_config())
     with pytest.raises(ValueError, match=r"^model.model_cls: MMFusionJoint names no model; valid: "
-                                         r"MMFusionSeparate, MMFusionSeparateActionLocalization$"):
+                                         r"MMFusionSeparate, MMFusionSeparateActionLocalization, "
+                                         r"MMFusionSeparateFullVideoBGRetrieval$"):
         lookup("model", "MMFusionJoint")
     model = MMFusionSeparate(run_config("unused"), bert_config=tiny_bert_config(), tokenizer=tokenizer)
     caps, cmasks, vfeats, vmasks = make_batch()

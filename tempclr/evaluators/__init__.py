@@ -3,3 +3,4 @@ from .evaluator import Evaluator
 from .metric import CrossTaskMetric, Metric, RetrievalMetric
 from .predictor import Predictor
 from .crosstask_predictor import CrossTaskPredictor
+from .predictor import BGRetrievalPredictor, RetrievalPredictor

@@ -1,8 +1,10 @@
 """Models, looked up by class name from ``config.model.model_cls`` through :mod:`tempclr.utils.registry`."""
-from .mmfusion import MMFusion, MMFusionSeparate, MMFusionSeparateActionLocalization, masked_mean
+from .mmfusion import (MMFusion, MMFusionSeparate, MMFusionSeparateActionLocalization,
+                       MMFusionSeparateFullVideoBGRetrieval, masked_mean)
 from .transformermodel import MMBertForEncoder, MMBertModel, additive_attention_mask
 
 __all__ = [
-    "MMFusion", "MMFusionSeparate", "MMFusionSeparateActionLocalization", "masked_mean",
+    "MMFusion", "MMFusionSeparate", "MMFusionSeparateActionLocalization", "MMFusionSeparateFullVideoBGRetrieval",
+    "masked_mean",
     "MMBertForEncoder", "MMBertModel", "additive_attention_mask",
 ]

@@ -26,7 +26,8 @@ from ..utils.load_config import cfg_get
 from ..utils.registry import register
 from .transformermodel import MMBertForEncoder
 
-__all__ = ["masked_mean", "MMFusion", "MMFusionSeparate", "MMFusionSeparateActionLocalization"]
+__all__ = ["masked_mean", "MMFusion", "MMFusionSeparate", "MMFusionSeparateActionLocalization",
+           "MMFusionSeparateFullVideoBGRetrieval"]
 
 VIDEO_ENCODER_CLASSES = {"MMBertForEncoder": MMBertForEncoder}
 TEXT_ENCODER_CLASSES = {"BertModel": BertModel}
@@ -206,13 +207,12 @@ class MMFusionSeparate(MMFusion):
                              f"[B, L] (features [B, L, D]) with the same B and L")
 
 
-@register("model")
-class MMFusionSeparateActionLocalization(MMFusionSeparate):
-    """CrossTask step localisation, one video per batch.
+class _MMFusionSeparateWindows(MMFusionSeparate):
+    """Base of the one-video-per-batch models that encode a video as W windows.
 
-    The video is cut into W windows ``vfeats [1, W, Lv, 512]`` / ``vmasks [1, W, Lv]``; the K step texts are
-    ``caps [1, K, T]`` / ``cmasks [1, K, T]``.  Each window is encoded with dummy caps
-    ``[CLS, SEP, PAD, SEP]`` and cmasks ``[0, 1, 0, 1]`` (so ``[CLS]`` is masked out), ids from the tokenizer.
+    Each window is encoded with dummy caps ``[CLS, SEP, PAD, SEP]`` and cmasks ``[0, 1, 0, 1]`` (so ``[CLS]`` is
+    masked out), ids from the tokenizer; inputs arrive with the loader's leading batch dim of 1, which
+    :meth:`_squeeze_video` removes.
     """
 
     def __init__(self, config: Any, bert_config: Optional[BertConfig] = None, tokenizer: Any = None,
@@ -225,17 +225,57 @@ class MMFusionSeparateActionLocalization(MMFusionSeparate):
         self.register_buffer("dummy_caps", torch.tensor([[cls_id, sep_id, pad_id, sep_id]]), persistent=False)
         self.register_buffer("dummy_cmasks", torch.tensor([[False, True, False, True]]), persistent=False)
 
+    def _squeeze_video(self, caps: torch.Tensor, cmasks: torch.Tensor, vfeats: torch.Tensor,
+                       vmasks: torch.Tensor) -> tuple:
+        """``[1, K, T]``, ``[1, K, T]``, ``[1, W, Lv, D]``, ``[1, W, Lv]`` -> the same without the batch dim."""
+        if vfeats.dim() == 4 and vfeats.size(0) != 1:
+            raise ValueError(f"{type(self).__name__} takes one video per batch, got {vfeats.size(0)}; "
+                             "set fairseq.dataset.batch_size: 1")
+        return tuple(t.squeeze(0) for t in (caps, cmasks, vfeats, vmasks))
+
+    def forward_windows(self, vfeats: torch.Tensor, vmasks: torch.Tensor,
+                        output_hidden_states: bool = False) -> torch.Tensor:
+        """Video branch over the windows ``vfeats [W, Lv, D]`` / ``vmasks [W, Lv]`` with the dummy caps:
+        ``pooled_video [W, H]``, or the last hidden states ``[W, Lv + 2, H]`` with ``output_hidden_states``."""
+        windows = vfeats.size(0)
+        dummy_caps = self.dummy_caps.to(vfeats.device).expand(windows, -1)
+        dummy_cmasks = self.dummy_cmasks.to(vfeats.device).expand(windows, -1)
+        return self.forward_video(vfeats, vmasks, dummy_caps, dummy_cmasks, output_hidden_states=output_hidden_states)
+
+
+@register("model")
+class MMFusionSeparateActionLocalization(_MMFusionSeparateWindows):
+    """CrossTask step localisation, one video per batch.
+
+    The video is cut into W windows ``vfeats [1, W, Lv, 512]`` / ``vmasks [1, W, Lv]``; the K step texts are
+    ``caps [1, K, T]`` / ``cmasks [1, K, T]``.  Each window is encoded with dummy caps
+    ``[CLS, SEP, PAD, SEP]`` and cmasks ``[0, 1, 0, 1]`` (so ``[CLS]`` is masked out), ids from the tokenizer.
+    """
+
     def forward(self, caps: torch.Tensor, cmasks: torch.Tensor, vfeats: torch.Tensor, vmasks: torch.Tensor,
                 **kwargs: Any) -> dict:
         """-> ``{"logits": [S, K], "pooled_text": [K, H], "video_seq": [S, H]}`` where S = ``vmasks.sum()``:
         ``video_seq`` holds the per-second hidden states window by window, ``logits = video_seq @ pooled_text.T``.
         """
-        caps, cmasks, vfeats, vmasks = (t.squeeze(0) for t in (caps, cmasks, vfeats, vmasks))
-        windows = vfeats.size(0)
-        dummy_caps = self.dummy_caps.to(caps.device).expand(windows, -1)
-        dummy_cmasks = self.dummy_cmasks.to(caps.device).expand(windows, -1)
-        hidden = self.forward_video(vfeats, vmasks, dummy_caps, dummy_cmasks, output_hidden_states=True)
+        caps, cmasks, vfeats, vmasks = self._squeeze_video(caps, cmasks, vfeats, vmasks)
+        hidden = self.forward_windows(vfeats, vmasks, output_hidden_states=True)
         video_seq = hidden[:, 1:1 + vmasks.size(1)][vmasks.to(torch.bool)]
         pooled_text = self.forward_text(caps, cmasks)
         logits = video_seq @ pooled_text.transpose(0, 1)
         return {"logits": logits, "pooled_text": pooled_text, "video_seq": video_seq}
+
+
+@register("model")
+class MMFusionSeparateFullVideoBGRetrieval(_MMFusionSeparateWindows):
+    """YouCook2 full-video retrieval with background kept, one video per batch.
+
+    Input as :class:`MMFusionSeparateActionLocalization` (W windows of the whole video, its Ncap captions);
+    each window is pooled like a clip (mean over its valid seconds and the video ``[SEP]``, with the dummy caps).
+    """
+
+    def forward(self, caps: torch.Tensor, cmasks: torch.Tensor, vfeats: torch.Tensor, vmasks: torch.Tensor,
+                **kwargs: Any) -> dict:
+        """-> ``{"pooled_video": [W, H], "pooled_text": [Ncap, H]}``."""
+        caps, cmasks, vfeats, vmasks = self._squeeze_video(caps, cmasks, vfeats, vmasks)
+        return {"pooled_video": self.forward_windows(vfeats, vmasks),
+                "pooled_text": self.forward_text(caps, cmasks)}

@@ -4,4 +4,7 @@ from .how2processor import (OverlappedAligner, ShardedHow2MetaProcessor, Sharded
 from .how2retriprocessor import (ShardedHow2VideoRetriMetaProcessor, ShardedVideoRetriTextProcessor,
                                  ShardedVideoRetriVideoProcessor, VideoRetriAligner, VideoRetriOverlappedAligner)
 from .processor import Aligner, MetaProcessor, Processor, TextProcessor, VideoProcessor
-from .dsprocessor import CrossTaskAligner, CrossTaskMetaProcessor, CrossTaskTextProcessor, CrossTaskVideoProcessor
+from .dsprocessor import (CrossTaskAligner, CrossTaskMetaProcessor, CrossTaskTextProcessor, CrossTaskVideoProcessor,
+                          DSAligner, YoucookFullVideoBGAligner, YoucookFullVideoBGMetaProcessor,
+                          YoucookFullVideoBGProcessor, YoucookFullVideoBGTextProcessor, YoucookMetaProcessor,
+                          YoucookVideoProcessor)

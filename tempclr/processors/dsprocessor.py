@@ -1,6 +1,6 @@
-"""CrossTask step localisation processors.
+"""Downstream-task processors: CrossTask step localisation and YouCook2 text-to-video retrieval.
 
-One item is one video of a CrossTask task:
+CrossTask, one item per video of a task:
 
 * :class:`CrossTaskMetaProcessor`: the split of CrossTask ``train.py`` (:func:`split_vids`); item
   ``(task, vid, steps, K)`` for both the video and the text side.  ``train`` is the train split, ``valid`` and
@@ -13,11 +13,29 @@ One item is one video of a CrossTask task:
 Config keys (``dataset.*``): ``train_csv_path``, ``val_csv_path``, ``primary_path``, ``related_path``,
 ``vfeat_dir``, ``annotation_path``, ``n_train`` (30), ``sliding_window`` (16), ``sliding_window_size`` (32),
 ``max_video_len`` (32), ``max_len`` (96), ``bert_name``.
+
+YouCook2 (:func:`read_youcook_records` reads ``test_path``, the HowTo100M evaluation pickle, with
+``trainval_annotation``, the YouCook2 annotation json, and ``vfeat_dir``):
+
+* clip level, one item per annotated segment: :class:`YoucookMetaProcessor` (item ``((vid, start, end),
+  caption)``), :class:`YoucookVideoProcessor` (the segment's seconds ``[end - start, D]``), the plain
+  :class:`~tempclr.processors.processor.TextProcessor`, :class:`DSAligner` (one clip, one caption);
+* full video with background, one item per video: :class:`YoucookFullVideoBGMetaProcessor` (item ``(vid,
+  [captions])``), :class:`YoucookFullVideoBGProcessor` (all ``[T, D]``), :class:`YoucookFullVideoBGTextProcessor`
+  (one token list per caption), :class:`YoucookFullVideoBGAligner` (non-overlapping windows, every caption).
+
+Config keys: ``test_path``, ``trainval_annotation``, ``vfeat_dir``, ``use_annotation_text`` (``true``: the
+annotation's sentence, otherwise the pickle's stop-word-free caption), ``sliding_window`` (16),
+``sliding_window_size`` (16), ``max_video_len`` (32), ``max_len`` (96), ``bert_name``.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
-from typing import Any, Dict, List, Tuple
+import pickle
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
@@ -25,10 +43,13 @@ from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import register
 
 from .crosstask_release import read_assignment, read_step_sequence, read_task_info, split_vids
-from .processor import Aligner, MetaProcessor, TextProcessor, VideoProcessor, require_file
+from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, TextProcessor, VideoProcessor, require_file
 
 __all__ = ["CrossTaskMetaProcessor", "CrossTaskVideoProcessor", "CrossTaskTextProcessor", "CrossTaskAligner",
-           "sliding_windows", "CrossTaskItem"]
+           "sliding_windows", "CrossTaskItem", "window_config", "check_features",
+           "DSAligner", "YoucookMetaProcessor", "YoucookVideoProcessor", "YoucookFullVideoBGMetaProcessor",
+           "YoucookFullVideoBGProcessor", "YoucookFullVideoBGTextProcessor", "YoucookFullVideoBGAligner",
+           "YoucookRecord", "read_youcook_records"]
 
 # (task id, video id, step descriptions, K)
 CrossTaskItem = Tuple[str, str, List[str], int]
@@ -57,6 +78,25 @@ def sliding_windows(video_len: int, stride: int = 16, size: int = 32) -> Tuple[n
         if video_len - start <= size:
             break
     return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
+
+
+def window_config(config: Any, max_video_len: int, default_stride: int, default_size: int) -> Tuple[int, int]:
+    """``(dataset.sliding_window, dataset.sliding_window_size)`` with their defaults; a window longer than
+    ``max_video_len`` is an error (``_build_video_seq`` would cut it silently)."""
+    stride = int(cfg_get(config, "sliding_window", default_stride))
+    size = int(cfg_get(config, "sliding_window_size", default_size))
+    if size > max_video_len:
+        raise ValueError(f"dataset.sliding_window_size={size} exceeds dataset.max_video_len={max_video_len}: "
+                         "windows would be cut silently")
+    return stride, size
+
+
+def check_features(feature: np.ndarray, vfeat_dir: str, video_id: str) -> np.ndarray:
+    """``feature`` if it is ``[T, D]`` with ``T >= 1``, else a ``ValueError`` naming ``<vfeat_dir>/<id>.npy``."""
+    if feature.ndim != 2 or feature.shape[0] < 1:
+        raise ValueError(f"{os.path.join(vfeat_dir, video_id + '.npy')}: expected features [T, D] with T >= 1, "
+                         f"got shape {feature.shape}")
+    return feature
 
 
 def _required(config: Any, key: str) -> str:
@@ -119,11 +159,7 @@ class CrossTaskVideoProcessor(VideoProcessor):
     """``(task, vid, steps, K)`` → features ``[T, D]`` from ``<vfeat_dir>/<vid>.npy``."""
 
     def __call__(self, video_id: CrossTaskItem) -> np.ndarray:
-        feature = super().__call__(video_id[1])
-        if feature.ndim != 2 or feature.shape[0] < 1:
-            raise ValueError(f"{os.path.join(self.vfeat_dir, video_id[1] + '.npy')}: expected features [T, D] "
-                             f"with T >= 1, got shape {feature.shape}")
-        return feature
+        return check_features(super().__call__(video_id[1]), self.vfeat_dir, video_id[1])
 
 
 @register("text_processor")
@@ -131,8 +167,7 @@ class CrossTaskTextProcessor(TextProcessor):
     """``(task, vid, steps, K)`` → K token-id lists, one per step description (no special tokens)."""
 
     def __call__(self, text_id: CrossTaskItem) -> List[List[int]]:
-        steps = text_id[2]
-        return [self.tokenizer(step, add_special_tokens=False)["input_ids"] for step in steps]
+        return self.tokenize_each(text_id[2])
 
 
 @register("aligner")
@@ -153,11 +188,7 @@ class CrossTaskAligner(Aligner):
     def __init__(self, config: Any):
         super().__init__(config)
         self.annotation_path = _required(config, "annotation_path")
-        self.sliding_window = int(cfg_get(config, "sliding_window", 16))
-        self.sliding_window_size = int(cfg_get(config, "sliding_window_size", 32))
-        if self.sliding_window_size > self.max_video_len:
-            raise ValueError(f"dataset.sliding_window_size={self.sliding_window_size} exceeds "
-                             f"dataset.max_video_len={self.max_video_len}: windows would be cut silently")
+        self.sliding_window, self.sliding_window_size = window_config(config, self.max_video_len, 16, 32)
 
     def annotation_file(self, task: str, vid: str) -> str:
         return os.path.join(self.annotation_path, f"{task}_{vid}.csv")
@@ -170,17 +201,318 @@ class CrossTaskAligner(Aligner):
         labels = read_assignment(video_len, n_steps, path).astype(np.float32)
         sequence = np.asarray(read_step_sequence(path, n_steps), dtype=np.int64)
         starts, lengths = sliding_windows(video_len, self.sliding_window, self.sliding_window_size)
-        vfeats, vmasks, targets = [], [], []
-        for start, length in zip(starts.tolist(), lengths.tolist()):
-            window = video_feature[start:start + length]
-            vfeat, vmask = self._build_video_seq(window, {"start": [0], "end": [length]})
-            vfeats.append(vfeat)
-            vmasks.append(vmask)
-            targets.append(labels[start:start + length])
-        caps, cmasks = zip(*(self._build_text_seq(tokens) for tokens in text_feature))
+        vfeats, vmasks = self._build_window_seqs(video_feature, starts, lengths)
+        targets = [labels[start:start + length] for start, length in zip(starts.tolist(), lengths.tolist())]
+        caps, cmasks = self._build_text_seqs(text_feature)
         return {
-            "caps": np.stack(caps), "cmasks": np.stack(cmasks),
-            "vfeats": np.stack(vfeats), "vmasks": np.stack(vmasks),
+            "caps": caps, "cmasks": cmasks, "vfeats": vfeats, "vmasks": vmasks,
             "targets": np.concatenate(targets, axis=0), "sequence_targets": sequence,
             "video_id": vid, "task": task, "video_len": video_len,
         }
+
+
+# --------------------------------------------------------------------------------------------------------------
+# YouCook2
+
+YOUCOOK_HOW = ("youcook_val.pkl and youcookii_annotations_trainval.json are the HowTo100M evaluation data of "
+               "YouCook2 (fairseq#5049) and features one S3D <youtube_id>.npy per video; for the demo run "
+               "`make demo-data` and use configs/demo/test_youcook*.yaml")
+SHOWN_NAMES = 5  # how many record ids a drop/clip message lists
+
+
+@dataclass(frozen=True)
+class YoucookRecord:
+    """One record of the evaluation pickle, resolved against the annotation json and the features.
+
+    ``start``/``end``: the annotated segment in whole seconds (``floor(start)``, ``ceil(end)``, end exclusive),
+    ``end`` clipped to ``num_seconds``, the number of feature rows of the video.  ``caption``: the annotation's
+    ``sentence`` with ``use_annotation_text``, else the pickle's ``caption``.
+    """
+    record_id: str
+    video_id: str
+    clip_index: int
+    start: int
+    end: int
+    num_seconds: int
+    caption: str
+
+
+def _split_record_id(record_id: Any, pkl_path: str, index: int) -> Tuple[str, int]:
+    """``"<youtube_id>_<clip_index>"`` -> ``(youtube_id, clip_index)``; YouTube ids may hold ``_``, the last one
+    separates the clip index."""
+    if not isinstance(record_id, str) or "_" not in record_id:
+        raise ValueError(f"{pkl_path}: record {index} has id {record_id!r}; expected '<youtube_id>_<clip_index>'")
+    video_id, _, clip = record_id.rpartition("_")
+    if not video_id or not clip.isdigit():
+        raise ValueError(f"{pkl_path}: record {index} has id {record_id!r}; expected '<youtube_id>_<clip_index>' "
+                         "with a non-negative integer clip index")
+    return video_id, int(clip)
+
+
+def _use_annotation_text(config: Any) -> bool:
+    """``dataset.use_annotation_text``: ``true`` uses the annotation's sentences; missing/``false`` the pickle's
+    captions (the original tested ``is True``, so anything but a YAML boolean is refused here)."""
+    value = cfg_get(config, "use_annotation_text")
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise ValueError(f"dataset.use_annotation_text must be true or false, got {value!r}")
+    return value
+
+
+def _load_pickle_records(pkl_path: str) -> List[Dict[str, Any]]:
+    with open(pkl_path, "rb") as f:
+        records = pickle.load(f)
+    if not isinstance(records, (list, tuple)) or not all(isinstance(r, dict) and "id" in r for r in records):
+        raise ValueError(f"{pkl_path} (dataset.test_path): expected a list of dicts with an 'id' key (and "
+                         f"'caption'), got {type(records).__name__}; {YOUCOOK_HOW}")
+    return list(records)
+
+
+def _load_annotation_database(path: str) -> Dict[str, Any]:
+    with open(path, encoding="utf-8") as f:
+        annotation = json.load(f)
+    if not isinstance(annotation, dict) or not isinstance(annotation.get("database"), dict):
+        raise ValueError(f"{path} (dataset.trainval_annotation): expected {{\"database\": {{youtube_id: {{"
+                         f"\"annotations\": [...]}}}}}}; {YOUCOOK_HOW}")
+    return annotation["database"]
+
+
+def _annotated_clip(database: Dict[str, Any], annotation_path: str, record_id: str, video_id: str,
+                    clip_index: int) -> Dict[str, Any]:
+    entry = database.get(video_id)
+    if entry is None:
+        raise KeyError(f"{annotation_path} (dataset.trainval_annotation) has no video {video_id!r} of record "
+                       f"{record_id!r}; the pickle and the annotation file do not belong together")
+    clips = entry.get("annotations") if isinstance(entry, dict) else None
+    if not isinstance(clips, list) or not 0 <= clip_index < len(clips):
+        count = len(clips) if isinstance(clips, list) else 0
+        raise KeyError(f"{annotation_path} (dataset.trainval_annotation): video {video_id!r} has {count} "
+                       f"annotations, record {record_id!r} asks for clip {clip_index}")
+    clip = clips[clip_index]
+    if not isinstance(clip, dict) or "segment" not in clip or "sentence" not in clip:
+        raise ValueError(f"{annotation_path}: annotation {clip_index} of video {video_id!r} needs 'segment' "
+                         f"[start_s, end_s] and 'sentence'")
+    return clip
+
+
+def _segment_seconds(segment: Any, annotation_path: str, record_id: str) -> Tuple[int, int]:
+    try:
+        start_s, end_s = (float(v) for v in segment)
+    except (TypeError, ValueError):
+        raise ValueError(f"{annotation_path}: the segment of record {record_id!r} is {segment!r}; expected "
+                         "[start_s, end_s]") from None
+    if not (math.isfinite(start_s) and math.isfinite(end_s)) or start_s < 0 or end_s <= start_s:
+        raise ValueError(f"{annotation_path}: the segment of record {record_id!r} is {segment!r}; it needs "
+                         "0 <= start < end")
+    return int(math.floor(start_s)), int(math.ceil(end_s))
+
+
+def _feature_lengths(vfeat_dir: str, video_ids: Sequence[str]) -> Dict[str, int]:
+    """Rows of each ``<vfeat_dir>/<id>.npy`` read from the file header (memory-mapped, no data loaded)."""
+    lengths = {}
+    for video_id in video_ids:
+        shape = np.load(os.path.join(vfeat_dir, video_id + ".npy"), mmap_mode="r").shape
+        if len(shape) != 2 or shape[0] < 1:
+            raise ValueError(f"{os.path.join(vfeat_dir, video_id + '.npy')}: expected features [T, D] with T >= 1, "
+                             f"got shape {shape}")
+        lengths[video_id] = int(shape[0])
+    return lengths
+
+
+def _report(what: str, ids: Sequence[str], why: str) -> None:
+    shown = ", ".join(ids[:SHOWN_NAMES]) + (", ..." if len(ids) > SHOWN_NAMES else "")
+    print(f"{what}: {len(ids)} record(s) {why} (first: {shown})", flush=True)
+
+
+def read_youcook_records(pkl_path: str, annotation_path: str, vfeat_dir: str, use_annotation_text: bool,
+                         clip_segments: bool, who: str = "YouCook2") -> List[YoucookRecord]:
+    """The records of ``pkl_path`` that have features, in pickle order.
+
+    * a record whose video has no ``<vfeat_dir>/<id>.npy`` is dropped; the count and the first record ids are
+      printed (real YouCook2 features miss some videos);
+    * with ``clip_segments`` (the clip-level processors), a segment that ends past the video's features is
+      clipped to them and one that starts at or after their end is dropped, both printed with counts;
+    * a video or clip index missing from the annotation json, a malformed id or segment is an error naming the
+      file and the record; so is having no record left.
+    """
+    records = _load_pickle_records(pkl_path)
+    database = _load_annotation_database(annotation_path)
+    available = {os.path.splitext(name)[0] for name in os.listdir(vfeat_dir) if name.endswith(".npy")}
+    parsed, missing, missing_videos = [], [], set()
+    for index, record in enumerate(records):
+        video_id, clip_index = _split_record_id(record["id"], pkl_path, index)
+        if video_id not in available:
+            missing.append(record["id"])
+            missing_videos.add(video_id)
+            continue
+        clip = _annotated_clip(database, annotation_path, record["id"], video_id, clip_index)
+        if use_annotation_text:
+            caption = clip["sentence"]
+        elif "caption" in record:
+            caption = record["caption"]
+        else:
+            raise KeyError(f"{pkl_path}: record {record['id']!r} has no 'caption'; set "
+                           "dataset.use_annotation_text: true to use the annotation's sentences")
+        if not isinstance(caption, str):
+            raise ValueError(f"record {record['id']!r}: caption {caption!r} is not a string")
+        parsed.append((record["id"], video_id, clip_index, _segment_seconds(clip["segment"], annotation_path,
+                                                                            record["id"]), caption))
+    total_videos = len({video_id for _, video_id, _, _, _ in parsed} | missing_videos)
+    lengths = _feature_lengths(vfeat_dir, sorted({p[1] for p in parsed}))
+    print(f"{who}: {pkl_path} holds {len(records)} records of {total_videos} videos; "
+          f"{len(lengths)} videos have features in {vfeat_dir}", flush=True)
+    if missing:
+        _report(who, missing, f"dropped: their video has no feature file in {vfeat_dir}")
+    kept, clipped, past_end = [], [], []
+    for record_id, video_id, clip_index, (start, end), caption in parsed:
+        num_seconds = lengths[video_id]
+        if clip_segments and start >= num_seconds:
+            past_end.append(record_id)
+            continue
+        if clip_segments and end > num_seconds:
+            clipped.append(record_id)
+            end = num_seconds
+        kept.append(YoucookRecord(record_id, video_id, clip_index, start, end, num_seconds, caption))
+    if past_end:
+        _report(who, past_end, "dropped: their segment starts at or after the end of the video's features")
+    if clipped:
+        _report(who, clipped, "clipped: their segment ends after the video's features (cut to the last second)")
+    if not kept:
+        raise ValueError(f"{who}: no record of {pkl_path} is left (features in {vfeat_dir}); {YOUCOOK_HOW}")
+    return kept
+
+
+def _youcook_paths(meta: MetaProcessor, config: Any) -> Tuple[str, str, str]:
+    pkl_path = require_file(meta._get_split_path(config), SPLIT_PATH_KEYS[meta.split], YOUCOOK_HOW)
+    annotation_path = cfg_get(config, "trainval_annotation")
+    if annotation_path is None:
+        raise ValueError(f"YouCook2 needs 'dataset.trainval_annotation' in the config ({YOUCOOK_HOW})")
+    annotation_path = require_file(str(annotation_path), "trainval_annotation", YOUCOOK_HOW)
+    vfeat_dir = cfg_get(config, "vfeat_dir")
+    if vfeat_dir is None:
+        raise ValueError(f"YouCook2 needs 'dataset.vfeat_dir' in the config ({YOUCOOK_HOW})")
+    vfeat_dir = require_file(str(vfeat_dir), "vfeat_dir", YOUCOOK_HOW)
+    if not os.path.isdir(vfeat_dir):
+        raise NotADirectoryError(f"{vfeat_dir} (dataset.vfeat_dir) is not a folder; {YOUCOOK_HOW}")
+    return pkl_path, annotation_path, vfeat_dir
+
+
+@register("aligner")
+class DSAligner(Aligner):
+    """The downstream aligner of one clip and one caption (YouCook2 clip-level retrieval).
+
+    Output: ``vfeats [max_video_len, D]`` / ``vmasks`` holding the clip's first ``min(len, max_video_len)``
+    seconds, ``caps [max_len - max_video_len]`` / ``cmasks`` = ``[CLS] [SEP] caption [SEP] [PAD]...`` (caption
+    truncated), and ``video_id`` passed through (``(vid, start, end)`` from :class:`YoucookMetaProcessor`).
+    ``wps`` (words per second) is kept from the original's signature; it only decorated an unused text span.
+    """
+
+    def __call__(self, video_id: Any, video_feature: np.ndarray, text_feature: Sequence[int],
+                 wps: float = 0.7) -> Dict[str, Any]:
+        if len(video_feature) == 0:
+            raise ValueError(f"DSAligner: clip {video_id!r} has no feature rows")
+        vfeats, vmasks = self._build_video_seq(video_feature)
+        caps, cmasks = self._build_text_seq(list(text_feature))
+        return {"caps": caps, "cmasks": cmasks, "vfeats": vfeats, "vmasks": vmasks, "video_id": video_id}
+
+
+@register("meta_processor")
+class YoucookMetaProcessor(MetaProcessor):
+    """One item per annotated YouCook2 clip with features: ``((video_id, start, end), caption)``.
+
+    ``data`` holds the :class:`YoucookRecord` s in pickle order (:func:`read_youcook_records` with segment
+    clipping: dropped and clipped records are printed with their count).
+    """
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        pkl_path, annotation_path, vfeat_dir = _youcook_paths(self, config)
+        self.use_annotation_caption = _use_annotation_text(config)
+        self.data: List[YoucookRecord] = read_youcook_records(
+            pkl_path, annotation_path, vfeat_dir, self.use_annotation_caption, clip_segments=True,
+            who=type(self).__name__)
+
+    def __getitem__(self, idx: int) -> Tuple[Tuple[str, int, int], str]:
+        record = self.data[idx]
+        return (record.video_id, record.start, record.end), record.caption
+
+
+@register("video_processor")
+class YoucookVideoProcessor(VideoProcessor):
+    """``(video_id, start, end)`` -> the clip's features ``feat[start:end]``, ``[end - start, D]`` (an end past
+    the features is cut to them; an empty clip is an error)."""
+
+    def __call__(self, video_fn: Tuple[str, int, int]) -> np.ndarray:
+        video_id, start, end = video_fn
+        feature = check_features(super().__call__(video_id), self.vfeat_dir, video_id)
+        clip = feature[int(start):int(end)]
+        if len(clip) == 0:
+            raise ValueError(f"{os.path.join(self.vfeat_dir, video_id + '.npy')} has {len(feature)} rows; the "
+                             f"segment [{start}, {end}) holds none of them")
+        return clip
+
+
+@register("meta_processor")
+class YoucookFullVideoBGMetaProcessor(MetaProcessor):
+    """One item per YouCook2 video with features: ``(video_id, [captions of its records in pickle order])``.
+
+    ``data`` is the sorted list of video ids (the original used ``list(set(...))``, an order that changed from
+    run to run); ``recs[video_id]`` its :class:`YoucookRecord` s.  Segments are not used (all windows of the
+    video are scored), so none is dropped or clipped here.
+    """
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        pkl_path, annotation_path, vfeat_dir = _youcook_paths(self, config)
+        self.use_annotation_caption = _use_annotation_text(config)
+        records = read_youcook_records(pkl_path, annotation_path, vfeat_dir, self.use_annotation_caption,
+                                       clip_segments=False, who=type(self).__name__)
+        self.recs: Dict[str, List[YoucookRecord]] = {}
+        for record in records:
+            self.recs.setdefault(record.video_id, []).append(record)
+        self.data: List[str] = sorted(self.recs)
+
+    def __getitem__(self, idx: int) -> Tuple[str, List[str]]:
+        video_id = self.data[idx]
+        return video_id, [record.caption for record in self.recs[video_id]]
+
+
+@register("video_processor")
+class YoucookFullVideoBGProcessor(VideoProcessor):
+    """``video_id`` -> all its features ``[T, D]``."""
+
+    def __call__(self, video_fn: str) -> np.ndarray:
+        return check_features(super().__call__(video_fn), self.vfeat_dir, video_fn)
+
+
+@register("text_processor")
+class YoucookFullVideoBGTextProcessor(TextProcessor):
+    """``[caption, ...]`` -> one token-id list per caption (no special tokens)."""
+
+    def __call__(self, text_ids: Sequence[str]) -> List[List[int]]:
+        return self.tokenize_each(text_ids)
+
+
+@register("aligner")
+class YoucookFullVideoBGAligner(Aligner):
+    """Every window and every caption of one YouCook2 video.
+
+    Windows are :func:`sliding_windows` with ``dataset.sliding_window`` (16) and ``sliding_window_size`` (16):
+    non-overlapping with the configs' 16/16.  Output (the loader adds a batch dim of 1):
+    ``vfeats [W, max_video_len, D]`` / ``vmasks [W, max_video_len]``, ``caps [Ncap, max_len - max_video_len]`` /
+    ``cmasks``, ``video_id`` (str) and ``video_len`` (T).
+    """
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self.sliding_window, self.sliding_window_size = window_config(config, self.max_video_len, 16, 16)
+
+    def __call__(self, video_id: str, video_feature: np.ndarray,
+                 text_feature: Sequence[Sequence[int]]) -> Dict[str, Any]:
+        video_len = len(video_feature)
+        starts, lengths = sliding_windows(video_len, self.sliding_window, self.sliding_window_size)
+        vfeats, vmasks = self._build_window_seqs(video_feature, starts, lengths)
+        caps, cmasks = self._build_text_seqs(text_feature)
+        return {"caps": caps, "cmasks": cmasks, "vfeats": vfeats, "vmasks": vmasks, "video_id": video_id,
+                "video_len": video_len}

@@ -83,6 +83,10 @@ class TextProcessor(Processor):
     def __call__(self, text: str) -> List[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    def tokenize_each(self, texts: Sequence[str]) -> List[List[int]]:
+        """One token-id list per string of ``texts`` (no special tokens), in order."""
+        return [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
 
 @register("video_processor")
 class VideoProcessor(Processor):
@@ -141,6 +145,26 @@ class Aligner:
                 break
         vmasks[:filled] = True
         return vfeats, vmasks
+
+    def _build_window_seqs(self, video_feature: np.ndarray, starts: Sequence[int],
+                           lengths: Sequence[int]) -> Tuple[np.ndarray, np.ndarray]:
+        """One :meth:`_build_video_seq` per window: window ``w`` holds ``video_feature[starts[w]:starts[w] +
+        lengths[w]]``.  Returns ``vfeats [W, max_video_len, D]`` float32 and ``vmasks [W, max_video_len]`` bool."""
+        vfeats, vmasks = [], []
+        for start, length in zip(starts, lengths):
+            window = video_feature[int(start):int(start) + int(length)]
+            vfeat, vmask = self._build_video_seq(window, {"start": [0], "end": [len(window)]})
+            vfeats.append(vfeat)
+            vmasks.append(vmask)
+        return np.stack(vfeats), np.stack(vmasks)
+
+    def _build_text_seqs(self, token_lists: Sequence[Sequence[int]]) -> Tuple[np.ndarray, np.ndarray]:
+        """One :meth:`_build_text_seq` per token-id list: ``caps [K, max_len - max_video_len]`` int64 and
+        ``cmasks`` bool of the same shape."""
+        if len(token_lists) == 0:
+            raise ValueError(f"{type(self).__name__}: no text to build (an item needs at least one caption)")
+        caps, cmasks = zip(*(self._build_text_seq(list(tokens)) for tokens in token_lists))
+        return np.stack(caps), np.stack(cmasks)
 
     def _build_text_seq(self, text_feature: Any,
                         text_clip_indexes: Optional[Sequence[int]] = None) -> Tuple[np.ndarray, np.ndarray]:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 __all__ = ["LoadReport", "CheckpointError", "checkpoint_problem", "check_resume_checkpoint", "load_checkpoint_state",
-           "load_model_weights"]
+           "load_model_weights", "save_untrained_checkpoint"]
 
 MODEL_PREFIX = "mmmodel."
 POSITION_IDS_SUFFIX = "embeddings.position_ids"
@@ -194,3 +194,13 @@ def load_model_weights(model: nn.Module, state: Mapping[str, Any], strict: bool 
     model.load_state_dict(to_load, strict=False)
     report.loaded = list(to_load)
     return report
+
+
+def save_untrained_checkpoint(model: nn.Module, path: str) -> str:
+    """``{"model": model.state_dict()}`` written atomically to ``path`` (the demo reports' untrained baseline, in
+    the layout :func:`load_checkpoint_state` reads).  Returns ``path``."""
+    from .fileio import atomic_path
+
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"model": model.state_dict()}, tmp)
+    return path

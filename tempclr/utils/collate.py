@@ -30,7 +30,16 @@ def collate_dicts(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """Collate a list of same-keyed dicts key by key (see :func:`collate_values`)."""
     if len(samples) == 0:
         return {}
-    return {key: collate_values([s[key] for s in samples]) for key in samples[0]}
+    batch = {}
+    for key in samples[0]:
+        values = [s[key] for s in samples]
+        try:
+            batch[key] = collate_values(values)
+        except (ValueError, RuntimeError) as error:
+            shapes = sorted({tuple(np.shape(v)) for v in values})
+            raise ValueError(f"cannot batch key {key!r}: the items have shapes {shapes} ({error}); items of "
+                             "different sizes (one video per item) need fairseq.dataset.batch_size: 1") from error
+    return batch
 
 
 def stack_clip_dicts(clips: List[Dict[str, Any]]) -> Dict[str, Any]:
