@@ -16,9 +16,9 @@ from typing import Dict, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from tempclr.utils.config_schema import FAIRSEQ_GROUPS
 from tempclr.utils.load_config import cfg_get, load_config
 
-FAIRSEQ_GROUPS = ("common", "dataset", "optimization", "checkpoint", "common_eval", "distributed_training")
 BINARY_FLAGS = {"fp16", "bf16", "reset_optimizer", "reset_dataloader", "reset_meters", "reset_lr_scheduler",
                 "cpu", "no_epoch_checkpoints", "no_last_checkpoints", "no_save", "memory_efficient_fp16"}
 HALF_PRECISION_FLAGS = {"fp16", "bf16", "memory_efficient_fp16"}

@@ -172,6 +172,11 @@ class MMFusionSeparate(MMFusion):
         """
         self._check_pair(caps, cmasks, "caps", "cmasks")
         self._check_pair(vfeats[..., 0], vmasks, "vfeats", "vmasks")
+        expected = self.video_encoder.videomlp.linear1.in_features
+        if vfeats.size(-1) != expected:
+            raise ValueError(f"video features have {vfeats.size(-1)} values per second but the model's video MLP "
+                             f"takes {expected} (S3D video_embedding): the features in dataset.vfeat_dir were made "
+                             "by another extractor; extract them with scripts/video_feature_extractor")
         attention_mask = torch.cat([cmasks[:, :1], vmasks, cmasks[:, 1:2]], dim=1)
         token_type_ids = torch.zeros(attention_mask.shape, dtype=torch.long, device=caps.device)
         hidden = self.video_encoder(caps[:, :2], vfeats, attention_mask, token_type_ids)[0]

@@ -16,13 +16,15 @@ import numpy as np
 from tempclr.utils.collate import stack_clip_dicts
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import register
-from tempclr.utils.shardedtensor import ShardedTensor
+from tempclr.utils.shardedtensor import ShardedTensor, shard_paths
 
 from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, Processor, require_file
 
 SHARD_HOW = "build the shards with scripts/shard_feature.py and scripts/pretokenization.py " \
             "(or run scripts/make_demo_data.py for the demo)"
 MAX_TEXT_SPAN_SEC = 256  # a sampled caption span never grows past this many seconds
+TEXT_SHARD_HOW = ("re-run scripts/pretokenization.py on the current video shards (it writes the caption shards of "
+                  "each video shard, in its order)")
 
 
 def shard_split_name(split: str) -> str:
@@ -59,17 +61,35 @@ def read_shard_meta(vfeat_dir: str, split: str) -> Dict[str, Tuple[int, int]]:
     return {vid: (int(shard), i) for shard, vids in meta.items() for i, vid in enumerate(vids)}
 
 
+def shard_counts(vfeat_dir: str, split: str) -> Dict[int, int]:
+    """``shard_id -> number of videos`` the shard meta ``<vfeat_dir>/<train|val>_meta.pkl`` lists."""
+    counts: Dict[int, int] = {}
+    for shard, _ in read_shard_meta(vfeat_dir, split).values():
+        counts[shard] = counts.get(shard, 0) + 1
+    return counts
+
+
 class _ShardCache:
     """Opens each shard's memmaps once, on first use (per worker process).  ``prefix_format`` holds one ``{}``
-    for the shard id (a string, so the cache pickles into spawned/forkserver workers)."""
+    for the shard id (a string, so the cache pickles into spawned/forkserver workers).  With ``counts`` (videos
+    per shard, from the shard meta) a shard holding another number of items is an error naming its file."""
 
-    def __init__(self, prefix_format: str):
+    def __init__(self, prefix_format: str, counts: Dict[int, int] | None = None, made_by: str = SHARD_HOW):
         self.prefix_format = prefix_format
+        self.counts = counts
+        self.made_by = made_by
         self.shards: Dict[int, ShardedTensor] = {}
 
     def get(self, shard_id: int) -> ShardedTensor:
         if shard_id not in self.shards:
-            self.shards[shard_id] = ShardedTensor.load(self.prefix_format.format(shard_id), mmap_mode="r")
+            prefix = self.prefix_format.format(shard_id)
+            shard = ShardedTensor.load(prefix, mmap_mode="r")
+            expected = None if self.counts is None else self.counts.get(shard_id)
+            if expected is not None and len(shard) != expected:
+                raise ValueError(f"{shard_paths(prefix)[0]} holds {len(shard)} items but the shard meta lists "
+                                 f"{expected} videos in shard {shard_id}: the files are from different runs; "
+                                 f"{self.made_by}")
+            self.shards[shard_id] = shard
         return self.shards[shard_id]
 
 
@@ -81,10 +101,17 @@ class ShardedVideoProcessor(Processor):
         super().__init__(config)
         vfeat_dir = str(cfg_get(config, "vfeat_dir"))
         split = shard_split_name(cfg_get(config, "split"))
-        self.cache = _ShardCache(os.path.join(vfeat_dir.replace("{", "{{").replace("}", "}}"), split + "_{}"))
+        self.prefix_format = os.path.join(vfeat_dir.replace("{", "{{").replace("}", "}}"), split + "_{}")
+        self.cache = _ShardCache(self.prefix_format, shard_counts(vfeat_dir, cfg_get(config, "split")))
 
     def __call__(self, key: Tuple[str, int, int, int]) -> np.ndarray:
-        return self.cache.get(key[2])[key[3]]
+        features = self.cache.get(key[2])[key[3]]
+        if not np.isfinite(features).all():
+            row = int(np.argwhere(~np.isfinite(features))[0, 0])
+            raise ValueError(f"video {key[0]}: NaN or inf in its features (second {row}) in "
+                             f"{shard_paths(self.prefix_format.format(key[2]))[1]}; re-extract its features "
+                             "(scripts/check_data.py lists every such video)")
+        return features
 
 
 @register("text_processor")
@@ -97,12 +124,22 @@ class ShardedTextProcessor(Processor):
         tfeat_dir = str(cfg_get(config, "tfeat_dir"))
         split = shard_split_name(cfg_get(config, "split"))
         prefix = tfeat_dir.replace("{", "{{").replace("}", "}}") + split + "_{}"
-        self.startends = _ShardCache(prefix + ".startends")
-        self.caps_ids = _ShardCache(prefix + ".caps_ids")
+        counts = shard_counts(str(cfg_get(config, "vfeat_dir")), cfg_get(config, "split"))
+        self.startends = _ShardCache(prefix + ".startends", counts, TEXT_SHARD_HOW)
+        self.caps_ids = _ShardCache(prefix + ".caps_ids", counts, TEXT_SHARD_HOW)
 
     def __call__(self, key: Tuple[str, int, int, int]) -> Dict[str, List]:
         startends = np.asarray(self.startends.get(key[2])[key[3]])
         caps = np.asarray(self.caps_ids.get(key[2])[key[3]])
+        if len(startends) != len(caps):
+            raise ValueError(f"video {key[0]}: {len(startends)} caption times but {len(caps)} token rows in "
+                             f"{self.caps_ids.prefix_format.format(key[2])}; {TEXT_SHARD_HOW}")
+        backwards = np.flatnonzero(startends[:, 1] < startends[:, 0])
+        if len(backwards):
+            i = int(backwards[0])
+            raise ValueError(f"video {key[0]}: caption {i} ends before it starts ({startends[i, 0]:g} s > "
+                             f"{startends[i, 1]:g} s) in {self.startends.prefix_format.format(key[2])}; fix the "
+                             f"caption file and {TEXT_SHARD_HOW}")
         return {"start": startends[:, 0].tolist(), "end": startends[:, 1].tolist(),
                 "cap": [row[row != -1].tolist() for row in caps]}
 
@@ -175,6 +212,12 @@ class _SampledClipsAligner(Aligner):
             raise ValueError(f"video {name} has no captions; drop it from the split list")
         if len(video_feature) == 0:
             raise ValueError(f"video {name} has no feature rows; drop it from the split list")
+        late = [i for i, start in enumerate(text_feature["start"]) if start > len(video_feature) + 1]
+        if late:
+            raise ValueError(f"video {name}: caption {late[0]} starts at {text_feature['start'][late[0]]:g} s but "
+                             f"the video has {len(video_feature)} s of features; the caption shards (tfeat_dir) "
+                             "and the video shards (vfeat_dir) do not belong together: re-run "
+                             "scripts/pretokenization.py on the shards' meta")
         clips = [self._one_clip(video_feature, text_feature) for _ in range(self.num_clips)]
         clips.sort(key=lambda c: (c["text_start"], c["video_start"], c["text_end"], c["video_end"]))
         out = stack_clip_dicts(clips)

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tempclr.utils.fileio import load_npy
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import register
 
@@ -102,7 +103,12 @@ class VideoProcessor(Processor):
             raise FileNotFoundError(f"video feature file {path} is missing (dataset.vfeat_dir); "
                                     "it must hold S3D features, one float16 [T, 512] .npy per video "
                                     "(README 'Real data and checkpoints')")
-        return np.load(path)
+        features = load_npy(path, fix="re-extract this video's features")
+        if not np.isfinite(features).all():
+            row = int(np.argwhere(~np.isfinite(features))[0, 0])
+            raise ValueError(f"{path}: NaN or inf in the video features (second {row}); re-extract this video's "
+                             "features (scripts/check_data.py lists every such file)")
+        return features
 
 
 class Aligner:

@@ -75,3 +75,41 @@ def save_npy_atomic(path: str, array) -> None:
 
     with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
         np.save(f, array, allow_pickle=False)
+
+
+def npy_problem(path: str) -> str | None:
+    """What is wrong with ``path`` as a ``.npy`` file, or None: reads only its header and compares the data size
+    the header declares with the file's size (a truncated file fails here, not as numpy's nameless
+    ``mmap length is greater than file size`` after the run has started)."""
+    import numpy as np
+
+    size = os.path.getsize(path)
+    try:
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+            header_end = f.tell()
+    except (ValueError, OSError) as error:
+        return f"not a readable .npy file ({error})"
+    if dtype.hasobject:
+        return "holds Python objects (a pickled array), not numbers"
+    expected = header_end + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if size < expected:
+        return (f"truncated: its header declares {dtype} {tuple(shape)} ({expected - header_end} bytes of data) but "
+                f"the file holds {size - header_end}")
+    if size > expected:
+        return f"{size - expected} bytes longer than its header declares ({dtype} {tuple(shape)})"
+    return None
+
+
+def load_npy(path: str, mmap_mode: str | None = None, fix: str = ""):
+    """``np.load(path, mmap_mode)`` after :func:`npy_problem`; a bad file raises ``ValueError`` naming it and,
+    when given, ``fix`` (how to make the file again)."""
+    import numpy as np
+
+    problem = npy_problem(path)
+    if problem is not None:
+        raise ValueError(f"{path} is {problem}" + (f"; {fix}" if fix else ""))
+    return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)

@@ -90,6 +90,9 @@ def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: boo
     if config_file is None:
         raise ValueError("load_config needs a config file (positional 'taskconfig' argument)")
     config = recursive_config(config_file)
+    from .config_schema import validate_config  # the alignment keys come from tempclr.tasks: import late
+
+    validate_config(config, source=config_file)
 
     subsampling = cfg_get(config, "dataset.subsampling")
     batch_size = cfg_get(config, "fairseq.dataset.batch_size")

@@ -21,7 +21,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .fileio import save_npy_atomic
+from .fileio import load_npy, save_npy_atomic
 
 __all__ = ["ShardedTensor", "write_sharded", "shard_paths"]
 
@@ -147,11 +147,11 @@ class ShardedTensor:
         for path in (starts_path, data_path):
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"shard file missing: {path}; {_FIX_HINT}")
-        data = np.load(data_path, mmap_mode=mmap_mode, allow_pickle=False)
+        data = load_npy(data_path, mmap_mode=mmap_mode, fix=_FIX_HINT)
         if data.ndim < 1:
             raise ValueError(f"{data_path}: shard data must have at least 1 dimension, got shape {data.shape}; "
                              f"{_FIX_HINT}")
-        starts = np.load(starts_path, allow_pickle=False)
+        starts = load_npy(starts_path, fix=_FIX_HINT)
         tensor = cls.__new__(cls)
         tensor._set(data, _check_starts(starts, len(data), starts_path))
         tensor._source = (os.path.abspath(path_prefix), mmap_mode) if mmap_mode is not None else None
