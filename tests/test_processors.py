@@ -61,7 +61,8 @@ def test_build_text_seq_layout_and_truncation(vocab_dir):
 def test_sampled_clips_shapes_bounds_and_order(vocab_dir, aligner_cls, num_seconds):
     random.seed(0)
     aligner = aligner_cls(config(vocab_dir))
-    feat, text = video(num_seconds), captions(num=max(2, num_seconds // 5))
+    # captions every 4 s (every 1 s for the 2-s video: a caption may not start past the features + 1 s)
+    feat, text = video(num_seconds), captions(num=max(2, num_seconds // 5), seconds_each=min(4.0, num_seconds / 2))
     for _ in range(20):
         out = aligner("vid", feat, text)
         assert out["caps"].shape == (16, 64) and out["vfeats"].shape == (16, 32, 8)
