@@ -31,6 +31,12 @@ def updates_logged(log):
     return [int(n) for n in re.findall(r"num_updates=(\d+)", log)]
 
 
+def train_losses(log):
+    """``{update: "loss=..."}`` of every per-update training line (``log_interval: 1``), as logged."""
+    return {int(update): loss for loss, update in
+            re.findall(r"\| train_inner \|.*?\b(loss=[-\d.e]+).*?num_updates=(\d+)", log)}
+
+
 def test_train_then_resume(tmp_path, small_demo):
     save_dir = tmp_path / "save"
     base = small_demo_config(tmp_path, small_demo, save_dir)
@@ -52,6 +58,14 @@ def test_train_then_resume(tmp_path, small_demo):
     assert re.search(r"Loaded checkpoint .*checkpoint_last\.pt \(epoch \d+ @ 4 updates\)", log), log[-3000:]
     assert updates_logged(log)[0] > 4 and updates_logged(log)[-1] == 8
     assert os.path.isdir(save_dir / "run_1")
+    resumed = train_losses(log)
+
+    # the resumed run is the run it resumes: an uninterrupted run logs the same losses, update by update
+    whole = launch(with_max_update(tmp_path, small_demo_config(tmp_path, small_demo, tmp_path / "whole"), 8))
+    assert whole.returncode == 0, whole.stdout[-3000:] + whole.stderr[-3000:]
+    uninterrupted = train_losses(whole.stdout + whole.stderr)
+    assert sorted(resumed) == [5, 6, 7, 8] and sorted(uninterrupted) == list(range(1, 9))
+    assert resumed == {u: uninterrupted[u] for u in resumed}
 
 
 def test_tempclr_alignment_training(tmp_path, small_demo):

@@ -41,7 +41,7 @@ class FairseqMMTask(LegacyFairseqTask):
         if data is None:
             raise ValueError(f"split {split!r} has no data: set the matching dataset path "
                              f"(train_path / val_path / test_path) in {cfg_get(self.args, 'taskconfig')}")
-        self.datasets[split] = FairseqMMDataset(data)
+        self.datasets[split] = FairseqMMDataset(data, seed=int(cfg_get(self.args, "seed", 1)))
 
     def get_batch_iterator(self, dataset, max_tokens=None, max_sentences=None, max_positions=None,
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1, num_shards=1,
