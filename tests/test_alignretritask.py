@@ -144,3 +144,35 @@ def test_alignment_settings_one_set_of_names():
         make_task("euclid")
     with pytest.raises(ValueError, match=r"^alignment.sampling_threshold=1: a sequence needs at least 2 clips"):
         make_task("dtw", threshold=1)
+
+
+@pytest.mark.parametrize("metric", ["dtw", "otam"])
+def test_both_tasks_use_the_fused_kernel_with_the_configured_gamma(metric, monkeypatch):
+    """AlignRetriTask and AlignLocalTask score through tempclr.tasks.seqalign.sequence_scores: one soft_dtw call,
+    or one fused two-way soft_otam call (never two one-way calls on a transposed copy), at ``alignment.gamma``."""
+    from tempclr.modules import alignment
+    from tempclr.tasks import seqalign
+    from tempclr.tasks.alignlocaltask import AlignLocalTask
+
+    calls = []
+
+    def spy(name, fn):
+        def wrapped(D, gamma=0.1, lengths=None, **kwargs):
+            calls.append((name, gamma, kwargs.get("bidirectional", False), tuple(D.shape)))
+            return fn(D, gamma, lengths, **kwargs)
+        return wrapped
+
+    monkeypatch.setattr(seqalign, "soft_dtw", spy("dtw", alignment.soft_dtw))
+    monkeypatch.setattr(seqalign, "soft_otam", spy("otam", alignment.soft_otam))
+    config = OmegaConf.create({"dataset": {"clip_per_video": 6},
+                               "alignment": {"metric": metric, "sampling_threshold": 3, "total_sample_size": 4,
+                                             "gamma": 0.37}})
+    torch.manual_seed(0)
+    AlignRetriTask(config).alignment_loss(torch.randn(12, 5), torch.randn(12, 5),
+                                          *(torch.tensor(x) for x in (TEXT_START, TEXT_END, VIDEO_START, VIDEO_END)))
+    local = AlignLocalTask(config)
+    local.query_to_logits(torch.randn(3, 5), torch.randn(8, 5), torch.tensor([1, 0, 2]),
+                          torch.tensor([1, 1, 1, 0, 0, 0, 2, 2]))
+    expected = ("dtw", 0.37, False) if metric == "dtw" else ("otam", 0.37, True)
+    assert [c[:3] for c in calls] == [expected, expected]
+    assert calls[0][3] == (1, 4, 3, 3) and calls[1][3][:2] == (1, 4)

@@ -18,8 +18,8 @@ from typing import Any, Dict, Iterator, Optional, Tuple
 
 import torch
 
+from tempclr.modules.alignment import soft_dtw, soft_otam
 from tempclr.utils.load_config import cfg_get
-from tempclr.utils.metrics import DTW_cum_dist, OTAM_cum_dist
 
 __all__ = ["AlignmentSettings", "count_distinct_orders", "negative_orders", "inner_shuffle_columns",
            "sequence_scores", "METRICS"]
@@ -134,9 +134,11 @@ def inner_shuffle_columns(segment_ids: torch.Tensor, count: int, generator: Opti
 
 def sequence_scores(keys: torch.Tensor, metric: str, gamma: float) -> torch.Tensor:
     """``keys [1, N, L, M]`` distance grids → cumulative alignment costs ``[1, N]``: soft-DTW (``metric='dtw'``)
-    or soft-OTAM of the grid plus soft-OTAM of its transpose (``'otam'``), temperature ``gamma``."""
+    or soft-OTAM of the grid plus soft-OTAM of its transpose (``'otam'``, the original's
+    ``OTAM_cum_dist(D) + OTAM_cum_dist(Dᵀ)``, here one fused two-way kernel call without the transposed copy),
+    temperature ``gamma``.  The one alignment-loss score both training tasks use."""
     if metric == "dtw":
-        return DTW_cum_dist(keys, lbda=gamma)
+        return soft_dtw(keys, gamma=gamma)
     if metric == "otam":
-        return OTAM_cum_dist(keys, lbda=gamma) + OTAM_cum_dist(keys.transpose(-1, -2), lbda=gamma)
+        return soft_otam(keys, gamma=gamma, bidirectional=True)
     raise ValueError(f"alignment.metric must be one of {', '.join(METRICS)}, got {metric!r}")
