@@ -24,7 +24,6 @@ NOT_BUILT = {
     "configs/test_youcook_fullvideo_zs.yaml": {"dataset.meta_processor": "YoucookMetaProcessor",
                                                "dataset.video_processor": "YoucookVideoProcessor",
                                                "dataset.aligner": "DSAligner",
-                                               "metric": "FullVideoRetrievalMetric",
                                                "predictor": "RetrievalPredictor"},
     "configs/test_youcook_fullvideo_bg_zs.yaml": {
         "dataset.meta_processor": "YoucookFullVideoBGMetaProcessor",
@@ -32,7 +31,6 @@ NOT_BUILT = {
         "dataset.text_processor": "YoucookFullVideoBGTextProcessor",
         "dataset.aligner": "YoucookFullVideoBGAligner",
         "model.model_cls": "MMFusionSeparateFullVideoBGRetrieval",
-        "metric": "FullVideoBGRetrievalMetric",
         "predictor": "BGRetrievalPredictor"},
 }
 
