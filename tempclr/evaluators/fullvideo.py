@@ -154,33 +154,37 @@ def _otam_cost(G, L, K, transpose, prev, cur):
 
 
 @njit(cache=True, inline="always")
-def _select_windows(scores, r_index, r0, L, c_index, c0, W, k, mins, order, picked):
-    """The ``k`` columns of the candidate (positions c0 .. c0 + W - 1 of c_index) nearest to any of the query's
-    captions (rows r_index[r0 .. r0 + L - 1]), in temporal order, written to picked[:k] as score-matrix columns.
-    Distance 1 - score; on an exact tie the earlier window wins.  mins / order: scratch of length >= W."""
-    for w in range(W):
-        mins[w] = np.inf
-    for l in range(L):  # row by row: the candidate's columns are next to each other in memory
+def _query_minima(scores, r_index, r0, L, c_index, minima):
+    """minima[k] = the smallest distance 1 - score of column c_index[k] to any of the query's caption rows
+    (r_index[r0 .. r0 + L - 1]), for every candidate column at once (row by row: contiguous reads)."""
+    for k in range(c_index.shape[0]):
+        minima[k] = np.inf
+    for l in range(L):
         row = r_index[r0 + l]
-        for w in range(W):
-            d = 1.0 - np.float64(scores[row, c_index[c0 + w]])
-            if d < mins[w]:
-                mins[w] = d
-    # stable insertion sort of the window numbers by their distance (W is a few dozen at most)
+        for k in range(c_index.shape[0]):
+            minima[k] = min(minima[k], 1.0 - np.float64(scores[row, c_index[k]]))
+
+
+@njit(cache=True, inline="always")
+def _select_windows(minima, c_index, c0, W, k, order, flags, picked):
+    """The ``k`` windows of the candidate (positions c0 .. c0 + W - 1 of c_index) with the smallest minima, in
+    temporal order, written to picked[:k] as score-matrix columns; on an exact tie the earlier window wins.
+    order / flags: scratch of length >= W."""
+    # stable insertion sort of the window numbers by their minima (W is a few dozen at most)
     for w in range(W):
         n = w
-        while n > 0 and mins[order[n - 1]] > mins[w]:
+        while n > 0 and minima[c0 + order[n - 1]] > minima[c0 + w]:
             order[n] = order[n - 1]
             n -= 1
         order[n] = w
     # the first k of that order, put back in temporal order: mark them, then scan the windows
     for w in range(W):
-        mins[w] = 0.0
+        flags[w] = False
     for n in range(k):
-        mins[order[n]] = 1.0
+        flags[order[n]] = True
     n = 0
     for w in range(W):
-        if mins[w] == 1.0:
+        if flags[w]:
             picked[n] = c_index[c0 + w]
             n += 1
 
@@ -188,16 +192,19 @@ def _select_windows(scores, r_index, r0, L, c_index, c0, W, k, mins, order, pick
 @njit(cache=True)
 def _kept_windows_rows(scores, r_index, r_starts, r_lens, c_index, c_starts, c_lens, keep, kept, counts, q_lo, q_hi):
     Kmax = kept.shape[2]
-    mins = np.empty(max(1, c_lens.max()))
-    order = np.empty(max(1, c_lens.max()), np.int64)
+    Wmax = max(1, c_lens.max())
+    minima = np.empty(c_index.shape[0])
+    order = np.empty(Wmax, np.int64)
+    flags = np.empty(Wmax, np.bool_)
     for q in range(q_lo, q_hi):
+        if keep[q] < c_lens.max():
+            _query_minima(scores, r_index, r_starts[q], r_lens[q], c_index, minima)
         for c in range(c_starts.shape[0]):
             W = c_lens[c]
             k = min(keep[q], W)
             counts[q, c] = k
             if k < W:
-                _select_windows(scores, r_index, r_starts[q], r_lens[q], c_index, c_starts[c], W, k, mins, order,
-                                kept[q, c])
+                _select_windows(minima, c_index, c_starts[c], W, k, order, flags, kept[q, c])
             else:
                 for n in range(W):
                     kept[q, c, n] = c_index[c_starts[c] + n]
@@ -222,27 +229,28 @@ def _pair_costs_rows(scores, r_index, r_starts, r_lens, c_index, c_starts, c_len
     prev = np.empty(width)
     cur = np.empty(width)
     G = np.empty((Lmax, Wmax))
-    mins = np.empty(Wmax)
+    minima = np.empty(c_index.shape[0])
     order = np.empty(Wmax, np.int64)
+    flags = np.empty(Wmax, np.bool_)
     picked = np.empty(Wmax, np.int64)
     for q in range(q_lo, q_hi):
         r0 = r_starts[q]
         L = r_lens[q]
+        if keep[q] < Wmax:
+            _query_minima(scores, r_index, r0, L, c_index, minima)
         for c in range(c_starts.shape[0]):
             c0 = c_starts[c]
             W = c_lens[c]
             K = min(keep[q], W)
             if K < W:
-                _select_windows(scores, r_index, r0, L, c_index, c0, W, K, mins, order, picked)
-                for l in range(L):
-                    row = r_index[r0 + l]
-                    for n in range(K):
-                        G[l, n] = 1.0 - np.float64(scores[row, picked[n]])
+                _select_windows(minima, c_index, c0, W, K, order, flags, picked)
             else:
-                for l in range(L):
-                    row = r_index[r0 + l]
-                    for n in range(K):
-                        G[l, n] = 1.0 - np.float64(scores[row, c_index[c0 + n]])
+                for n in range(K):
+                    picked[n] = c_index[c0 + n]
+            for l in range(L):
+                row = r_index[r0 + l]
+                for n in range(K):
+                    G[l, n] = 1.0 - np.float64(scores[row, picked[n]])
             cells = np.float64(L * K)
             dtw_out[q, c] = _dtw_cost(G, L, K, prev, cur) / cells
             otam_out[q, c] = (_otam_cost(G, L, K, False, prev, cur) + _otam_cost(G, L, K, True, prev, cur)) / cells
