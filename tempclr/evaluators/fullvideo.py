@@ -31,6 +31,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -285,8 +286,6 @@ def _keep_array(keep: Optional[Sequence[int]], n_queries: int, cols: Segments) -
 
 
 def _parts(n_queries: int) -> int:
-    import numba
-
     return max(1, min(n_queries, numba.get_num_threads()))
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+import numba
 import numpy as np
 import torch
 from numba import njit, prange
@@ -255,8 +256,6 @@ def _background_parallel(work, t_starts, t_lens, v_starts, v_lens, kept, counts,
 # host side
 # ----------------------------------------------------------------------------------------------------------------
 def _parts(n: int) -> int:
-    import numba
-
     return max(1, min(n, numba.get_num_threads()))
 
 
