@@ -14,14 +14,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIGS = sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "configs", "**", "*.yaml"),
                                                              recursive=True))
 
-# Class names that shipped configs hold but that are not built yet (YouCook2 retrieval, its own issue).
+# Class names that shipped configs hold but that are not built yet (none today: YouCook2 retrieval landed).
 # Listed here, not skipped: this test fails when one of them starts to resolve, so the entry must then go.
-NOT_BUILT = {
-    "configs/test_youcook_fullvideo_zs.yaml": {"metric": "FullVideoRetrievalMetric"},
-    "configs/test_youcook_fullvideo_bg_zs.yaml": {"metric": "FullVideoBGRetrievalMetric"},
-    "configs/demo/test_youcook_fullvideo_zs.yaml": {"metric": "FullVideoRetrievalMetric"},
-    "configs/demo/test_youcook_fullvideo_bg_zs.yaml": {"metric": "FullVideoBGRetrievalMetric"},
-}
+NOT_BUILT: dict = {}
 
 
 def class_names(path):
