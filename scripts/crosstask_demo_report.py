@@ -25,6 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from tempclr.demo import pretrained_checkpoint
 from tempclr.evaluators import Evaluator
 from tempclr.evaluators.timeline import plot_timeline
 from tempclr.processors.crosstask_release import read_annotation
@@ -60,10 +61,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     config = load_config(config_file=args.config)
-    pretrained_path = str(cfg_get(config, "fairseq.common_eval.path"))
-    if not os.path.isfile(pretrained_path):
-        raise FileNotFoundError(f"{pretrained_path} (fairseq.common_eval.path of {args.config}) does not exist; "
-                                "train the demo VideoCLIP first: make demo")
+    pretrained_path = pretrained_checkpoint(config, args.config)
     task = Task.config_task(config)
     dataloader = build_dataloader(task, config)
     torch.manual_seed(args.seed)

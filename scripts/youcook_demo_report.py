@@ -36,6 +36,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from tempclr.demo import pretrained_checkpoint  # noqa: E402
 from tempclr.evaluators import Evaluator  # noqa: E402
 from tempclr.evaluators.retrieval_plot import caption_average_scores, hard_dtw_path, plot_retrieval  # noqa: E402
 from tempclr.tasks.task import Task  # noqa: E402
@@ -186,10 +187,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     config = load_config(config_file=args.config)
-    pretrained_path = str(cfg_get(config, "fairseq.common_eval.path"))
-    if not os.path.isfile(pretrained_path):
-        raise FileNotFoundError(f"{pretrained_path} (fairseq.common_eval.path of {args.config}) does not exist; "
-                                "train the demo VideoCLIP first: make demo")
+    pretrained_path = pretrained_checkpoint(config, args.config)
     torch.manual_seed(args.seed)
     untrained_path = save_untrained_checkpoint(
         Task.config_task(config).build_model(), os.path.join(args.out, "untrained", "checkpoint_untrained.pt"))

@@ -207,20 +207,28 @@ def test_training_mode_backward_reaches_both_encoders(tokenizer):
 # ---------------------------------------------------------------- action localisation
 
 
-def test_action_localization_outputs(tokenizer):
+def windowed_run(model_cls, tokenizer, n_captions):
+    """A windowed model (dummy caps, [CLS] masked), ``n_captions`` captions and 3 windows of 32 + 7 + 1 valid
+    seconds: ``(model, caps, cmasks, windows, window_masks, out, hidden, pooled_text)`` with the model's output,
+    and by hand the per-window last hidden states and the pooled captions."""
     torch.manual_seed(3)
-    model = MMFusionSeparateActionLocalization(
-        run_config("unused", model_cls="MMFusionSeparateActionLocalization"),
-        bert_config=tiny_bert_config(), tokenizer=tokenizer).eval()
+    model = model_cls(run_config("unused", model_cls=model_cls.__name__), bert_config=tiny_bert_config(),
+                      tokenizer=tokenizer).eval()
     assert model.dummy_caps.tolist() == [[CLS, SEP, PAD, SEP]]
-    caps, cmasks, vfeats, vmasks = make_batch(4, seed=5)  # 4 steps
-    _, _, windows, window_masks = make_batch(3, seed=6)  # 3 windows: 32 + 7 + 1 valid seconds
+    caps, cmasks, _, _ = make_batch(n_captions, seed=5)
+    _, _, windows, window_masks = make_batch(3, seed=6)
     with torch.no_grad():
         out = model(caps[None], cmasks[None], windows[None], window_masks[None])
         dummy_caps = torch.tensor([[CLS, SEP, PAD, SEP]] * 3)
         dummy_masks = torch.tensor([[False, True, False, True]] * 3)
         hidden = model.forward_video(windows, window_masks, dummy_caps, dummy_masks, output_hidden_states=True)
         pooled_text = model.forward_text(caps, cmasks)
+    return model, caps, cmasks, windows, window_masks, out, hidden, pooled_text
+
+
+def test_action_localization_outputs(tokenizer):
+    model, caps, cmasks, windows, window_masks, out, hidden, pooled_text = windowed_run(
+        MMFusionSeparateActionLocalization, tokenizer, 4)  # 4 steps
     total = int(window_masks.sum())
     assert total == 40
     assert out["video_seq"].shape == (total, 32) and out["pooled_text"].shape == (4, 32)
@@ -232,21 +240,10 @@ def test_action_localization_outputs(tokenizer):
 
 
 def test_full_video_bg_retrieval_pools_each_window_with_cls_masked(tokenizer):
-    torch.manual_seed(3)
-    model = MMFusionSeparateFullVideoBGRetrieval(
-        run_config("unused", model_cls="MMFusionSeparateFullVideoBGRetrieval"),
-        bert_config=tiny_bert_config(), tokenizer=tokenizer).eval()
-    assert model.dummy_caps.tolist() == [[CLS, SEP, PAD, SEP]]
-    caps, cmasks, _, _ = make_batch(2, seed=5)  # 2 captions
-    _, _, windows, window_masks = make_batch(3, seed=6)  # 3 windows: 32 + 7 + 1 valid seconds
-    with torch.no_grad():
-        out = model(caps[None], cmasks[None], windows[None], window_masks[None])
-        # by hand: the hidden states of each window with [CLS] masked out, averaged over its valid seconds
-        # and the video [SEP] (position Lv + 1)
-        dummy_caps = torch.tensor([[CLS, SEP, PAD, SEP]] * 3)
-        dummy_masks = torch.tensor([[False, True, False, True]] * 3)
-        hidden = model.forward_video(windows, window_masks, dummy_caps, dummy_masks, output_hidden_states=True)
-        pooled_text = model.forward_text(caps, cmasks)
+    # by hand: the hidden states of each window with [CLS] masked out, averaged over its valid seconds and the
+    # video [SEP] (position Lv + 1)
+    model, caps, cmasks, windows, window_masks, out, hidden, pooled_text = windowed_run(
+        MMFusionSeparateFullVideoBGRetrieval, tokenizer, 2)  # 2 captions
     assert set(out) == {"pooled_video", "pooled_text"}
     assert out["pooled_video"].shape == (3, 32) and out["pooled_text"].shape == (2, 32)
     for w in range(3):

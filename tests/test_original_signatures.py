@@ -10,6 +10,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 from test_model import CAPS_LEN, make_batch, run_config, tiny_bert_config
+from test_model import bert_dir  # noqa: F401  (the tiny BERT folder fixture)
 from transformers import AutoTokenizer
 
 from tempclr.evaluators import CrossTaskMetric, CrossTaskPredictor, Evaluator, Metric, Predictor, RetrievalMetric
@@ -101,8 +102,8 @@ class MeanPredictor(Predictor):
         return {"outputs": np.array(self.seen)}
 
 
-def test_a_predictor_written_for_the_original_base_runs(tokenizer_dir):
-    tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
+def test_a_predictor_written_for_the_original_base_runs(bert_dir):
+    tokenizer = AutoTokenizer.from_pretrained(bert_dir)
     torch.manual_seed(0)
     model = MMFusionSeparate(run_config("unused"), bert_config=tiny_bert_config(), tokenizer=tokenizer).eval()
     caps, cmasks, vfeats, vmasks = make_batch()
@@ -154,28 +155,28 @@ def test_crosstask_predictor_and_evaluator_as_the_original(tmp_path):
         evaluator.evaluate(Localizer())
 
 
-def test_task_methods_as_the_original(tmp_path, tokenizer_dir):
-    config = run_config(tokenizer_dir)
-    config.dataset.bert_name = tokenizer_dir
+def test_task_methods_as_the_original(tmp_path, bert_dir):
+    config = run_config(bert_dir)
+    config.dataset.bert_name = bert_dir
     task = Task.config_task(config)
     assert type(task) is Task and task.eval_fn is None and task.before_epoch(1) is False
     state = {"model": {"mmmodel.video_encoder.w": torch.ones(1), "text_encoder.b": torch.zeros(1)}}
     assert task._trim_state_dict(state) == {"video_encoder.w": torch.ones(1), "text_encoder.b": torch.zeros(1)}
     assert list(task._trim_state_dict({"state_dict": {"mmmodel.x": 1}})) == ["x"]
     source = MMFusionSeparate(config, bert_config=tiny_bert_config(),
-                              tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir))
+                              tokenizer=AutoTokenizer.from_pretrained(bert_dir))
     torch.save({"model": {"mmmodel." + k: v for k, v in source.state_dict().items()}}, tmp_path / "c.pt")
     task.model = MMFusionSeparate(config, bert_config=tiny_bert_config(),
-                                  tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir))
+                                  tokenizer=AutoTokenizer.from_pretrained(bert_dir))
     assert task.build_model(str(tmp_path / "c.pt")) is task.model          # built once, weights loaded
     for key, value in source.state_dict().items():
         assert torch.equal(task.model.state_dict()[key], value), key
 
 
-def test_mmfusion_forward_as_the_original(tokenizer_dir):
+def test_mmfusion_forward_as_the_original(bert_dir):
     torch.manual_seed(0)
     model = MMFusionSeparate(run_config("unused"), bert_config=tiny_bert_config(),
-                             tokenizer=AutoTokenizer.from_pretrained(tokenizer_dir)).eval()
+                             tokenizer=AutoTokenizer.from_pretrained(bert_dir)).eval()
     caps, cmasks, vfeats, vmasks = make_batch()
     with torch.no_grad():
         plain = model(caps, cmasks, vfeats, vmasks)
@@ -187,17 +188,3 @@ def test_mmfusion_forward_as_the_original(tokenizer_dir):
     assert torch.equal(plain["pooled_video"], keyword["pooled_video"]) and torch.equal(plain["pooled_video"], video)
     assert torch.equal(plain["pooled_text"], text)
     assert hidden["pooled_video"].shape == (4, 34, 32) and hidden["pooled_text"].shape == (4, CAPS_LEN - 1, 32)
-
-
-@pytest.fixture(scope="module")
-def tokenizer_dir(tmp_path_factory):
-    """A tiny BERT (the test_model one) saved to a folder with its vocabulary."""
-    from test_model import VOCAB
-    from transformers import BertModel
-
-    folder = tmp_path_factory.mktemp("sig_bert")
-    torch.manual_seed(0)
-    BertModel(tiny_bert_config()).save_pretrained(str(folder))
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
-    (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer", "do_lower_case": true}')
-    return str(folder)
