@@ -33,7 +33,7 @@ from torch import nn
 from torch.nn import functional as F
 
 __all__ = ["S3D", "InceptionBlock", "SelfGating", "STConv3D", "MaxPool3dTFPadding", "Sentence_Embedding",
-           "S3D_VOCAB_SIZE", "load_s3d", "load_s3d_state", "check_s3d_state"]
+           "S3D_VOCAB_SIZE", "load_s3d", "load_s3d_state", "check_s3d_state", "s3d_embed"]
 
 S3D_VOCAB_SIZE = 66250          # rows of text_module.word_embd in the release (index 0 = no word)
 _MAX_LISTED = 30
@@ -354,3 +354,23 @@ def load_s3d(path: str, dict_path: Optional[str] = None, device: str | torch.dev
     check_s3d_state(model, state, source=path)
     model.load_state_dict(state, strict=True)
     return model.to(device).eval()
+
+
+def s3d_embed(model: S3D, clips, l2_normalize: bool = True) -> torch.Tensor:
+    """Per-clip ``video_embedding`` as the feature extractor computes it: ``clips`` ``[N, T, H, W, 3]`` RGB, uint8
+    0..255 (numpy or torch) or float in [0, 1], go to the model's device (uint8 travels as is and is divided by 255
+    there), through S3D in inference mode, then, with ``l2_normalize``, are scaled to unit L2 norm.  Returns float32
+    ``[N, num_classes]`` on the model's device; raises ``FloatingPointError`` when S3D gives NaN or inf."""
+    device = next(model.parameters()).device
+    clips = torch.as_tensor(clips)
+    if clips.dim() != 5 or clips.size(-1) != 3:
+        raise ValueError(f"clips must be [N, T, H, W, 3] RGB, got shape {tuple(clips.shape)}")
+    with torch.inference_mode():
+        clips = clips.to(device, non_blocking=True)
+        pixels = clips.to(torch.float32) / 255.0 if clips.dtype == torch.uint8 else clips.to(torch.float32)
+        embedding = model(pixels.permute(0, 4, 1, 2, 3))["video_embedding"].float()
+        if not torch.isfinite(embedding).all():
+            raise FloatingPointError("S3D gave NaN/inf embeddings; check the S3D checkpoint's weights")
+        if l2_normalize:
+            embedding = F.normalize(embedding, dim=1)
+    return embedding
