@@ -5,3 +5,4 @@ from .how2retriprocessor import (ShardedHow2VideoRetriMetaProcessor, ShardedVide
                                  ShardedVideoRetriVideoProcessor, VideoRetriAligner, VideoRetriOverlappedAligner)
 from .processor import Aligner, MetaProcessor, Processor, TextProcessor, VideoProcessor
 from .dsprocessor import CrossTaskAligner, CrossTaskMetaProcessor, CrossTaskTextProcessor, CrossTaskVideoProcessor
+from .dedupprocessor import CaptionDedupProcessor, dedup_caption
