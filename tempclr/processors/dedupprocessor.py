@@ -21,12 +21,13 @@ depend on which other videos are processed or in which order (the original used 
 no path is hard-coded; statistics cover every video (the original stopped at the first 4,096 and read feature
 files from a fixed folder).
 
+Run it as ``tempclr-dedup-captions`` or ``python -m tempclr.processors.dedupprocessor`` (the original's way).
 The whole caption pipeline, from raw captions to the text shards the pretraining configs read::
 
     tempclr-extract --vdir videos/ --fdir data/feat/feat_how2_s3d                  # S3D features per video
     tempclr-shard-features --feat-dir data/feat/feat_how2_s3d --train-list ... --val-list ... \\
         --shard-dir data/feat/feat_how2_s3d_shard
-    python -m tempclr.processors.dedupprocessor --captions data/how2/raw_caption.json \\
+    tempclr-dedup-captions --captions data/how2/raw_caption.json \\
         --out data/how2/raw_caption_dedup.pkl [--seed 0] [--feat-dir data/feat/feat_how2_s3d]
     tempclr-pretokenize --captions data/how2/raw_caption_dedup.pkl --tokenizer bert-base-uncased \\
         --shard-dir data/feat/feat_how2_s3d_shard
@@ -249,7 +250,7 @@ class CaptionDedupProcessor:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tempclr.processors.dedupprocessor",
+    parser = argparse.ArgumentParser(prog="tempclr-dedup-captions",
                                      description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--captions", help="raw captions .json or .pkl (default <how2dir>/raw_caption.json)")
     parser.add_argument("--out", help="output .pkl (default <how2dir>/raw_caption_dedup.pkl)")
