@@ -44,7 +44,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["plan_videos", "parse_split", "ExtractSummary", "extract_features", "resolve_device", "main",
+__all__ = ["ExtractError", "plan_videos", "parse_split", "ExtractSummary", "extract_features", "resolve_device", "main",
            "DEFAULT_CHECKPOINT", "ERROR_LOG_NAME"]
 
 DEFAULT_CHECKPOINT = os.path.join("pretrained_models", "s3d_howto100m.pth")

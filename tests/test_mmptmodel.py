@@ -6,62 +6,22 @@ import os
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from transformers import BertConfig
 
 from synthetic_video import write_video
-from tempclr.models import MMFusionSeparate, MMPTModel
-from tempclr.processors.models.s3dg import S3D
+from tiny_world import VOCAB, config_only_bert, make_world, run_config
+from tempclr.models import MMPTModel
 from tempclr.processors.videoreader import read_clips
 from tempclr.tasks.task import Task
 from tempclr_cli.extract import extract_features, plan_videos
 
-# special tokens away from bert-base's 0/101/102, so hard-coded ids would fail
-VOCAB = ["[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]", "crack", "the", "eggs", "into", "a", "bowl", "whisk",
-         "add", "flour", "and", "milk", "pour", "batter", "pan", "flip"]
 LAYOUT_JSON = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "videoclip_state_dict.json")
-
-
-def tiny_bert_config() -> BertConfig:
-    return BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                      intermediate_size=64, max_position_embeddings=128, pad_token_id=2)
-
-
-def config_only_bert(folder, bert_config: BertConfig, vocab) -> str:
-    """A BERT folder with config.json and vocab.txt only: no weights, no tokenizer files."""
-    folder.mkdir(parents=True, exist_ok=True)
-    bert_config.to_json_file(str(folder / "config.json"))
-    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    return str(folder)
-
-
-def run_config(bert_name: str, save_path: str, video_layers: int = 1):
-    return OmegaConf.create({
-        "dataset": {"bert_name": bert_name, "max_video_len": 32, "max_len": 96},
-        "model": {"model_cls": "MMFusionSeparate", "video_encoder_cls": "MMBertForEncoder",
-                  "text_encoder_cls": "BertModel", "num_hidden_video_layers": video_layers},
-        "eval": {"save_path": save_path},
-    })
 
 
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A config whose BERT folder has no weights, a fairseq-style checkpoint_best.pt and a random S3D."""
-    root = tmp_path_factory.mktemp("mmpt")
-    bert = config_only_bert(root / "bert", tiny_bert_config(), VOCAB)
-    config = run_config(bert, str(root / "ckpt"))
-    torch.manual_seed(3)
-    trained = MMFusionSeparate(config, bert_config=tiny_bert_config())
-    for parameter in trained.parameters():
-        parameter.data.normal_(0, 0.2)
-    (root / "ckpt").mkdir()
-    state = {"mmmodel." + k: v.half() for k, v in trained.state_dict().items()}
-    torch.save({"model": state, "extra_state": {"epoch": 1}}, root / "ckpt" / "checkpoint_best.pt")
-    torch.manual_seed(4)
-    torch.save(S3D(None).state_dict(), root / "s3d.pth")
-    config_path = root / "how2.yaml"
-    config_path.write_text(OmegaConf.to_yaml(config))
-    return {"root": root, "config": str(config_path), "state": state, "s3d": str(root / "s3d.pth")}
+    return make_world(tmp_path_factory.mktemp("mmpt"))
 
 
 @pytest.fixture(scope="module")
