@@ -88,7 +88,7 @@ class VideoIndex:
         matrix = np.ascontiguousarray(np.concatenate(vectors, axis=0), dtype=np.float32)
         if not np.isfinite(matrix).all():
             raise FloatingPointError("the video branch gave NaN/inf embeddings; check the checkpoint")
-        self.max_windows = max(np.bincount(self.window_owner))
+        self.max_windows = int(np.bincount(self.window_owner).max())
         self.index = faiss.IndexFlatIP(matrix.shape[1])
         self.index.add(matrix)
 
@@ -96,7 +96,7 @@ class VideoIndex:
         """Top ``topk`` videos for one pooled text vector ``[H]``.  Searching ``topk * max_windows`` windows is
         enough to find every one of the top-k videos' best windows."""
         text = np.ascontiguousarray(pooled_text, dtype=np.float32)[None]
-        k = min(self.index.ntotal, topk * self.max_windows)
+        k = int(min(self.index.ntotal, topk * self.max_windows))
         scores, windows = self.index.search(text, k)
         best: dict[int, float] = {}
         for score, window in zip(scores[0], windows[0]):
