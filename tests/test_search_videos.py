@@ -73,6 +73,14 @@ def test_search_ranks_videos_by_their_best_window(world):
             assert [v for _, v in hit.seconds] == pytest.approx([seconds[s] for s in best], rel=1e-4, abs=1e-4)
 
 
+def test_top_1_searches_fewer_windows_than_the_index_holds(world):
+    results = search(world["videos"], world["config"], QUERIES, s3d_checkpoint=world["s3d"], topk=1, size=16,
+                     device="cpu")
+    for query, hits in results.items():
+        expected = oracle(world, query)
+        assert [hit.video for hit in hits] == [max(expected, key=lambda v: expected[v][0])]
+
+
 def test_command_reuses_features_and_prints_hits(world, capsys):
     feature = os.path.join(world["videos"], ".s3d_features", "long.npy")
     search(world["videos"], world["config"], QUERIES[:1], s3d_checkpoint=world["s3d"], size=16, device="cpu")
