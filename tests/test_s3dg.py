@@ -193,3 +193,22 @@ def test_text_module_uses_the_word_dictionary(tmp_path):
         S3D(None).text_module(["eggs"])
     with pytest.raises(FileNotFoundError, match=r"S3D word dictionary not found: .*missing\.npy"):
         S3D(str(tmp_path / "missing.npy"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_forward_matches_cpu(tmp_path, layout):
+    from tempclr.processors.models.s3dg import s3d_embed
+
+    path = tmp_path / "s3d.pth"
+    torch.save(release_like_state(layout), path)
+    cpu, cuda = load_s3d(str(path)), load_s3d(str(path), device="cuda")
+    assert next(cuda.parameters()).is_cuda and not cuda.training
+    clips = torch.randint(0, 256, (2, 30, 64, 64, 3), dtype=torch.uint8)
+    allow = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        got = s3d_embed(cuda, clips)
+    finally:
+        torch.backends.cudnn.allow_tf32 = allow
+    assert got.is_cuda
+    torch.testing.assert_close(got.cpu(), s3d_embed(cpu, clips), atol=1e-4, rtol=1e-4)
