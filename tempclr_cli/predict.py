@@ -6,7 +6,9 @@
   ``eval.save_path``'s parent is evaluated) says which split selected the best checkpoint, and warns loudly when
   that is the test split;
 - the best result is the maximum of ``metric_names[0]`` (the original started from 0.0 with a strict ``>``);
-- it runs on CUDA when available, else CPU; loader workers come from ``fairseq.dataset.num_workers``.
+- it runs on CUDA when available, else CPU; loader workers come from ``fairseq.dataset.num_workers``;
+- the model is built from the BERT config alone (``dataset.bert_name`` needs ``config.json`` and the vocabulary,
+  not the BERT weights, which the checkpoint replaces anyway).
 """
 from __future__ import annotations
 
@@ -61,12 +63,14 @@ def main(argv=None) -> int:
         raise FileNotFoundError(f"checkpoint {missing[-1]} (fairseq.common_eval.path) does not exist; train one "
                                 "first or put the released checkpoint there (see README 'Real data and checkpoints')")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    task.build_model()
+    # built from the BERT config alone: every weight comes from the checkpoints
+    task.build_model(checkpoint=checkpoints[0])
     task.model.to(device)
     evaluator = Evaluator(config, dataloader)
     results = []
-    for path in checkpoints:
-        task.load_checkpoint(path)
+    for index, path in enumerate(checkpoints):
+        if index > 0:
+            task.load_checkpoint(path)
         name = os.path.splitext(os.path.basename(path))[0]
         output = "merged" if path == checkpoints[-1] else f"{name}_merged"
         print(f"evaluating {path}", flush=True)

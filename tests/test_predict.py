@@ -70,3 +70,26 @@ def test_best_checkpoint_path_skips_the_sweep(tmp_path, small_demo):
     (tmp_path / "ckpt").mkdir()
     (tmp_path / "ckpt" / "checkpoint3.pt").write_bytes(b"")
     assert predict.checkpoints_to_evaluate(config) == [str(tmp_path / "ckpt" / "checkpoint_best.pt")]
+
+
+def test_predict_needs_only_the_bert_config_and_vocabulary(tmp_path, small_demo, capsys):
+    import shutil
+
+    from tempclr.tasks.task import Task
+    from tempclr.utils.load_config import load_config
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    trained = Task.config_task(load_config(config_file=write_config(tmp_path, small_demo, folder / "checkpoint_best.pt")))
+    torch.save({"model": trained.build_model().state_dict()}, folder / "checkpoint_best.pt")
+    weightless = tmp_path / "bert_no_weights"
+    weightless.mkdir()
+    for name in os.listdir(f"{small_demo}/bert"):
+        if not name.endswith((".safetensors", ".bin")):
+            shutil.copy(f"{small_demo}/bert/{name}", weightless / name)
+    config_path = tmp_path / "test_weightless.yaml"
+    config_path.write_text(open(write_config(tmp_path, small_demo, folder / "checkpoint_best.pt")).read()
+                           .replace(f"bert_name: {small_demo}/bert", f"bert_name: {weightless}"))
+    assert "config.json" in os.listdir(weightless) and "model.safetensors" not in os.listdir(weightless)
+    assert predict.main([str(config_path)]) == 0
+    assert f"evaluating {folder / 'checkpoint_best.pt'}" in capsys.readouterr().out

@@ -8,3 +8,4 @@ from .dsprocessor import (CrossTaskAligner, CrossTaskMetaProcessor, CrossTaskTex
                           DSAligner, YoucookFullVideoBGAligner, YoucookFullVideoBGMetaProcessor,
                           YoucookFullVideoBGProcessor, YoucookFullVideoBGTextProcessor, YoucookMetaProcessor,
                           YoucookVideoProcessor)
+from .dedupprocessor import CaptionDedupProcessor, dedup_caption

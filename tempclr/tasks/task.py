@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import inspect
 import os
 from typing import Any, Dict, Optional
 
@@ -53,6 +54,23 @@ def check_dataset_paths(dataset_config, split: str) -> None:
             raise FileNotFoundError(
                 f"dataset.{key}: {path} does not exist. Produce it: {hint}; see README 'Real data and checkpoints'. "
                 "For the embedded demo run `make demo-data` and use configs/demo/.")
+
+
+def bert_config_only(config):
+    """The ``BertConfig`` of ``dataset.bert_name`` (its ``config.json``; no weights are read)."""
+    from transformers import AutoConfig
+
+    bert_name = cfg_get(config, "dataset.bert_name")
+    if bert_name is None:
+        raise ValueError("config.dataset.bert_name is required (a hub name such as 'bert-base-uncased' or a folder "
+                         "holding the BERT's config.json and vocabulary)")
+    fix = "to load a full checkpoint the folder needs config.json and the vocabulary (vocab.txt), no weights"
+    if os.path.isdir(str(bert_name)) and not os.path.isfile(os.path.join(str(bert_name), "config.json")):
+        raise FileNotFoundError(f"dataset.bert_name: {bert_name} gives no BERT config.json; {fix}")
+    try:
+        return AutoConfig.from_pretrained(str(bert_name))
+    except (OSError, ValueError) as error:
+        raise FileNotFoundError(f"dataset.bert_name: {bert_name} gives no BERT config.json ({error}); {fix}") from error
 
 
 @register("task")
@@ -119,12 +137,21 @@ class Task:
     # ---- model and loss ----
     def build_model(self, checkpoint: Optional[str] = None):
         """The model named by ``model.model_cls`` (built once: a second call returns the same model), with the
-        weights of ``checkpoint`` when given."""
+        weights of ``checkpoint`` when given.
+
+        With a ``checkpoint`` the encoders are built from the BERT *config* alone (``config.json`` of
+        ``dataset.bert_name``) and every weight comes from the checkpoint, loaded strictly: a BERT folder holding
+        ``config.json`` and the vocabulary is enough, BERT's own weights are never read.  Without one (training
+        from scratch) the encoders start from BERT's pretrained weights, as in the original."""
         if self.model is None:
             name = cfg_get(self.config, "model.model_cls")
             if name is None:
                 raise ValueError("config needs 'model.model_cls' (e.g. MMFusionSeparate)")
-            self.model = lookup("model", name)(self.config)
+            model_cls = lookup("model", name)
+            if checkpoint is not None and "bert_config" in inspect.signature(model_cls).parameters:
+                self.model = model_cls(self.config, bert_config=bert_config_only(self.config))
+            else:
+                self.model = model_cls(self.config)
         if checkpoint is not None:
             self.load_checkpoint(checkpoint)
         return self.model
