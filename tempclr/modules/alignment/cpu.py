@@ -408,10 +408,11 @@ def _score_chunks(D, lengths, gamma, hard, otam, offset, transpose, R, out, c_lo
 
 
 @njit(inline="always", **_JIT)
-def _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, transpose, out, A, b0, first):
-    """One pass over the chunk starting at item b0: out[b0 + b] (= if first, else +=) each item's soft score and
-    A[b0 + b] += its expected alignment dScore_b / dD[b].  R lives only here, while it is hot in cache."""
-    CB = _LANES
+def _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, transpose, out, A, b0, first, CB):
+    """One pass over the CB-lane chunk starting at item b0: out[b0 + b] (= if first, else +=) each item's soft
+    score and A[b0 + b] += its expected alignment dScore_b / dD[b].  R lives only here, while it is hot in cache.
+    CB is the constant _LANES for full chunks (the lane loops then compile to fixed-width SIMD) and the number of
+    real items for a partial last chunk (no phantom lanes)."""
     L0, M0 = D.shape[1], D.shape[2]
     Lg = M0 if transpose else L0
     Wg = (L0 if transpose else M0) + 2 * offset
@@ -436,12 +437,19 @@ def _score_alignment_chunks(D, lengths, gamma, otam, offset, two_way, out, A, c_
     alignment ([B, L0, M0]), of the pass (otam, offset) and, with two_way, plus the same pass on D^T (two-way
     OTAM: both passes in one call, one chunk after the other)."""
     CB = _LANES
+    B = D.shape[0]
     inv_gamma = A.dtype.type(1.0) / gamma
     for c in range(c_lo, c_hi):
         b0 = c * CB
-        _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, False, out, A, b0, True)
-        if two_way:
-            _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, True, out, A, b0, False)
+        if b0 + CB <= B:
+            _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, False, out, A, b0, True, CB)
+            if two_way:
+                _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, True, out, A, b0, False, CB)
+        else:
+            nb = B - b0
+            _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, False, out, A, b0, True, nb)
+            if two_way:
+                _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, True, out, A, b0, False, nb)
 
 
 @njit(parallel=True, cache=True, **_JIT)
@@ -494,7 +502,7 @@ def cpu_scores(
     Lg, Wg = align_pass.grid_shape(L, M)
     NC = -(-B // _LANES)
     parts = _parts(NC, B * Lg * Wg)
-    R = np.empty((NC, Lg + 1, Wg + 1, _LANES), _np_dtype(D))
+    R = np.empty((NC, Lg + 1, Wg + 1, min(B, _LANES)), _np_dtype(D))
     out = np.empty(B, R.dtype)
     args = (D.detach().numpy(), _lengths_np(lengths), R.dtype.type(gamma), hard, align_pass.otam,
             align_pass.offset, align_pass.transpose, R, out)
