@@ -472,6 +472,274 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Wavefront schedule: one problem at a time, vectorised along the anti-diagonals of its grid.  Used when the batch
+# is too small to fill the lanes and the grids are large (see _use_wavefront).
+#
+# Layout: the bordered grid (rows I = 0..Lr, columns J = 0..Wr; row 0 and column 0 are the +inf border, cell
+# (0, 0) the virtual start 0) is stored diagonal by diagonal in one flat array, diagonal s = I + J holding its
+# cells I = max(0, s - Wr) .. min(Lr, s) contiguously at base[s] + I.  The three predecessors of (I, J) are then
+# contiguous runs of the two previous diagonals: diagonal (I-1, J-1) at base[s-2] + I - 1, horizontal (I, J-1) at
+# base[s-1] + I and vertical (I-1, J) at base[s-1] + I - 1, so the cell loop over I is plain SIMD code.  Only the
+# item's real part (its lengths) is laid out, so padding costs nothing.
+#
+# Memory per problem (per thread, reused across the problems it runs): R and C, (Lr+1)(Wr+1) values each (C holds
+# the costs in the forward and the expected alignment E in the backward), plus 7 vectors of max(L, M) + 2 values
+# and Lr + Wr + 1 int64 diagonal offsets.  For one 1024x1024 float32 grid: 2 x 4.0 MiB (DTW; OTAM: 2 x 4.0 MiB
+# for its 1024 x 1026 grid), beyond D and its gradient.
+#
+# Backward: the pushes of diagonal s to its predecessors go to three vectors indexed by the target's row, h_out
+# (target (I, J-1), diagonal s-1), v_out ((I-1, J), diagonal s-1) and d_out ((I-1, J-1), diagonal s-2); a cell of
+# diagonal s then reads its E as h_in[I] + v_in[I] + d_in[I] (pushes from diagonals s+1 and s+2).  The vectors
+# rotate between diagonals and only the range the next diagonals read is cleared.
+# ----------------------------------------------------------------------------------------------------------------
+@njit(inline="always", **_JIT)
+def _wsoftmin3(d, h, v, gamma, inv_gamma, hard):
+    """_softmin3, exact (plain min) when only one predecessor is finite (first row and column)."""
+    lo = min(d, h)
+    hi = max(d, h)
+    m = min(lo, v)
+    if hard:
+        return m
+    mid = min(hi, max(lo, v))
+    top = max(hi, v)
+    r = m - gamma * log_one_plus(exp_nonpos((m - mid) * inv_gamma) + exp_nonpos((m - top) * inv_gamma))
+    return m if mid == np.inf else r
+
+
+@njit(inline="always", **_JIT)
+def _wsoftmin2(d, h, gamma, inv_gamma, hard):
+    """_softmin2, exact when only one of the two is finite."""
+    m = min(d, h)
+    if hard:
+        return m
+    top = max(d, h)
+    r = m - gamma * log_one_plus(exp_nonpos((m - top) * inv_gamma))
+    return m if top == np.inf else r
+
+
+@njit(inline="always", **_JIT)
+def _wave_bases(base, Lr, Wr):
+    """base[s] = flat index of cell (0, s) of diagonal s, so that cell (I, s - I) is at base[s] + I."""
+    off = 0
+    for s in range(Lr + Wr + 1):
+        lo = max(0, s - Wr)
+        hi = min(Lr, s)
+        base[s] = off - lo
+        off += hi - lo + 1
+
+
+@njit(inline="always", **_JIT)
+def _wave_mid(s, ia, ib, Wr, otam):
+    """The cells [ma, mb] of diagonal s (inner cells [ia, ib]) where OTAM forbids the vertical move (grid columns
+    2 .. Wr - 2, bordered J = 3 .. Wr - 1); empty (mb = ma - 1) for DTW."""
+    if not otam:
+        return ia, ia - 1
+    ma = max(ia, s - Wr + 1)
+    mb = min(ib, s - 3)
+    if mb < ma:
+        mb = ma - 1
+    return ma, mb
+
+
+@njit(inline="always", **_JIT)
+def _wave_load(D, b, C, base, Lr, Wr, ncols, otam, offset, transpose):
+    """C (diagonal layout) = the grid's costs: D[b] inside the item's (Lr x ncols) real part, 0 on OTAM's side
+    columns; copied in 32 x 32 tiles so that the scattered side of the copy stays in cache."""
+    zero = C.dtype.type(0.0)
+    for t in range((Lr + 1) * (Wr + 1)):
+        C[t] = zero
+    j_first = 1 if (otam and offset == 0) else 0
+    Db = D[b]
+    for i0 in range(0, Lr, 32):
+        i1 = min(Lr, i0 + 32)
+        for j0 in range(j_first, ncols, 32):
+            j1 = min(ncols, j0 + 32)
+            if transpose:
+                for jd in range(j0, j1):
+                    for i in range(i0, i1):
+                        C[base[i + jd + offset + 2] + i + 1] = Db[jd, i]
+            else:
+                for i in range(i0, i1):
+                    for jd in range(j0, j1):
+                        C[base[i + jd + offset + 2] + i + 1] = Db[i, jd]
+
+
+@njit(inline="always", **_JIT)
+def _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose):
+    """A[b] += the expected alignment held in C (diagonal layout), cost cells of the real part only."""
+    j_first = 1 if (otam and offset == 0) else 0
+    Ab = A[b]
+    for i0 in range(0, Lr, 32):
+        i1 = min(Lr, i0 + 32)
+        for j0 in range(j_first, ncols, 32):
+            j1 = min(ncols, j0 + 32)
+            if transpose:
+                for jd in range(j0, j1):
+                    for i in range(i0, i1):
+                        Ab[jd, i] += C[base[i + jd + offset + 2] + i + 1]
+            else:
+                for i in range(i0, i1):
+                    for jd in range(j0, j1):
+                        Ab[i, jd] += C[base[i + jd + offset + 2] + i + 1]
+
+
+@njit(inline="always", **_JIT)
+def _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, hard):
+    """R (diagonal layout, bordered) = the cumulative costs of the grid whose costs C holds."""
+    inf = R.dtype.type(np.inf)
+    for J in range(Wr + 1):
+        R[base[J]] = inf  # row 0
+    for I in range(1, Lr + 1):
+        R[base[I] + I] = inf  # column 0
+    R[base[0]] = R.dtype.type(0.0)
+    for s in range(2, Lr + Wr + 1):
+        b0 = base[s]
+        b1 = base[s - 1]
+        b2 = base[s - 2]
+        ia = max(1, s - Wr)
+        ib = min(Lr, s - 1)
+        ma, mb = _wave_mid(s, ia, ib, Wr, otam)
+        # views starting at the diagonal's first inner cell: indices from 0 are provably non-negative, so numba
+        # emits no wrap-around select and the addresses stay affine (R[b0 + I] with a loaded b0 is not vectorised)
+        out = R[b0 + ia:b0 + ib + 1]
+        cost = C[b0 + ia:b0 + ib + 1]
+        dg = R[b2 + ia - 1:b2 + ib]
+        hz = R[b1 + ia:b1 + ib + 1]
+        vt = R[b1 + ia - 1:b1 + ib]
+        for k in range(ma - ia):
+            out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, hard)
+        for k in range(ma - ia, mb + 1 - ia):
+            out[k] = cost[k] + _wsoftmin2(dg[k], hz[k], gamma, inv_gamma, hard)
+        for k in range(mb + 1 - ia, ib + 1 - ia):
+            out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, hard)
+
+
+@njit(inline="always", **_JIT)
+def _wave_push3(k, e_in, dg, hz, vt, push, inv_gamma):
+    """Cell k of the current run: its E (e_in[k]) pushed to its three predecessors with the normalised soft-min
+    weights, into push[3k] (horizontal), push[3k + 1] (vertical), push[3k + 2] (diagonal)."""
+    one = e_in.dtype.type(1.0)
+    d = dg[k]
+    h = hz[k]
+    v = vt[k]
+    m = min(min(d, h), v)
+    wd = exp_nonpos((m - d) * inv_gamma)
+    wh = exp_nonpos((m - h) * inv_gamma)
+    wv = exp_nonpos((m - v) * inv_gamma)
+    scale = e_in[k] / max(wd + wh + wv, one)
+    push[3 * k] = wh * scale
+    push[3 * k + 1] = wv * scale
+    push[3 * k + 2] = wd * scale
+
+
+@njit(inline="always", **_JIT)
+def _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, P0, P1, P2):
+    """C (diagonal layout) = E = dScore / dR for every inner cell: the expected alignment.
+
+    P0, P1, P2 [3 (Lr + 2)]: the pushes of one diagonal, indexed by the source cell's row I: P[3I] to its
+    horizontal predecessor (same I, diagonal s - 1), P[3I + 1] to the vertical one (I - 1, diagonal s - 1),
+    P[3I + 2] to the diagonal one (I - 1, diagonal s - 2).  Cell I of diagonal s then reads its E as
+    P(s+1)[3I] + P(s+1)[3(I+1) + 1] + P(s+2)[3(I+1) + 2]; the entries just outside each diagonal's run are kept
+    at 0 (no such source)."""
+    zero = R.dtype.type(0.0)
+    one = R.dtype.type(1.0)
+    for t in range(3 * (Lr + 2)):
+        P0[t] = zero
+        P1[t] = zero
+        P2[t] = zero
+    P1[3 * Lr] = one  # the seed: dScore / dR[end] = 1, read by the end cell as a horizontal push
+    for s in range(Lr + Wr, 1, -1):
+        b0 = base[s]
+        b1 = base[s - 1]
+        b2 = base[s - 2]
+        ia = max(1, s - Wr)
+        ib = min(Lr, s - 1)
+        n = ib + 1 - ia
+        e_o = C[b0 + ia:b0 + ia + n]
+        ph = P1[3 * ia:3 * (ia + n)]
+        pv = P1[3 * (ia + 1):3 * (ia + 1 + n)]
+        pd = P2[3 * (ia + 1):3 * (ia + 1 + n)]
+        for k in range(n):
+            e_o[k] = ph[3 * k] + pv[3 * k + 1] + pd[3 * k + 2]
+        dg = R[b2 + ia - 1:b2 + ia - 1 + n]
+        hz = R[b1 + ia:b1 + ia + n]
+        vt = R[b1 + ia - 1:b1 + ia - 1 + n]
+        push = P0[3 * ia:3 * (ia + n)]
+        ma, mb = _wave_mid(s, ia, ib, Wr, otam)
+        for k in range(ma - ia):
+            _wave_push3(k, e_o, dg, hz, vt, push, inv_gamma)
+        for k in range(ma - ia, mb + 1 - ia):
+            # no vertical move: the smaller predecessor has weight 1, the other exp(-|d - h| / gamma)
+            d = dg[k]
+            h = hz[k]
+            w = exp_nonpos(-abs(d - h) * inv_gamma)
+            wd = one if d <= h else w
+            wh = w if d <= h else one
+            scale = e_o[k] / (one + w)
+            push[3 * k] = wh * scale
+            push[3 * k + 1] = zero
+            push[3 * k + 2] = wd * scale
+        for k in range(mb + 1 - ia, n):
+            _wave_push3(k, e_o, dg, hz, vt, push, inv_gamma)
+        for c in range(3):
+            P0[3 * (ia - 1) + c] = zero
+            P0[3 * (ib + 1) + c] = zero
+        P2, P1, P0 = P1, P0, P2
+
+
+@njit(inline="always", **_JIT)
+def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, R, C, base, work):
+    """One pass of problem b: out[b] (= if first, else +=) its soft score, A[b] += its expected alignment."""
+    if lengths.shape[0] > 0:
+        rows = lengths[b, 0]
+        cols = lengths[b, 1]
+    else:
+        rows = D.shape[1]
+        cols = D.shape[2]
+    Lr = cols if transpose else rows
+    ncols = rows if transpose else cols
+    Wr = ncols + 2 * offset
+    _wave_bases(base, Lr, Wr)
+    _wave_load(D, b, C, base, Lr, Wr, ncols, otam, offset, transpose)
+    _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, False)
+    score = R[base[Lr + Wr] + Lr]
+    if first:
+        out[b] = score
+    else:
+        out[b] += score
+    _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, work[0], work[1], work[2])
+    _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose)
+
+
+@njit(cache=True, **_JIT)
+def _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, b_lo, b_hi):
+    """Problems b_lo .. b_hi - 1 one after the other with the wavefront schedule: out[b] = the soft score and
+    A[b] += the expected alignment of the pass (otam, offset) and, with two_way, of the same pass on D^T."""
+    L0 = D.shape[1]
+    M0 = D.shape[2]
+    cells = (L0 + 1) * (M0 + 2 * offset + 1)
+    if two_way:
+        cells = max(cells, (M0 + 1) * (L0 + 2 * offset + 1))
+    R = np.empty(cells, A.dtype)
+    C = np.empty(cells, A.dtype)
+    base = np.empty(L0 + M0 + 2 * offset + 1, np.int64)
+    work = np.empty((3, 3 * (max(L0, M0) + 2)), A.dtype)
+    inv_gamma = A.dtype.type(1.0) / gamma
+    for b in range(b_lo, b_hi):
+        _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, R, C, base, work)
+        if two_way:
+            _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, R, C, base, work)
+
+
+@njit(parallel=True, cache=True, **_JIT)
+def _wave_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_parts):
+    """_wave_problems over all problems, split into n_parts contiguous ranges (one per thread)."""
+    B = D.shape[0]
+    for p in prange(n_parts):
+        _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, p * B // n_parts, (p + 1) * B // n_parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Host wrappers
 # ----------------------------------------------------------------------------------------------------------------
 # Below this many grid cells per call the kernels run serially: a thread launch costs more than it saves, and on a
@@ -479,6 +747,17 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 PARALLEL_MIN_CELLS = 65536
 _LANES = 64  # lanes per chunk (4 AVX-512 float32 vectors; LLVM unrolls the lane loop by 4)
 _FULL = np.zeros((0, 2), np.int64)  # "no lengths": every item uses the whole of D
+
+
+WAVEFRONT = None  # None: choose by shape (use_wavefront); True / False: force one schedule (tests, benchmarks)
+
+
+def use_wavefront(B: int, L: int, W: int) -> bool:
+    """Whether a call on B grids of L x W cells runs the wavefront schedule (one problem at a time, SIMD along the
+    anti-diagonals) rather than the lane schedule (SIMD across problems, 64 at a time)."""
+    if WAVEFRONT is not None:
+        return WAVEFRONT
+    return B < _LANES and min(L, W) >= 16
 
 
 def _parts(n_chunks: int, cells: int) -> int:
@@ -543,9 +822,17 @@ def cpu_scores_alignment(
     A = np.zeros(shape, D_np.dtype)
     out = np.empty(shape[:-2], D_np.dtype)
     NC = -(-B // _LANES)
-    parts = _parts(NC, B * L * (M + 2 * offset) * len(passes))
+    cells = B * L * (M + 2 * offset) * len(passes)
     args = (D_np.reshape(B, L, M), _lengths_np(lengths), D_np.dtype.type(gamma), otam, offset, two_way,
             out.reshape(B), A.reshape(B, L, M))
+    if use_wavefront(B, L, M + 2 * offset):
+        parts = _parts(B, cells)
+        if parts == 1:
+            _wave_problems(*args, 0, B)
+        else:
+            _wave_kernel(*args, parts)
+        return torch.from_numpy(out), torch.from_numpy(A)
+    parts = _parts(NC, cells)
     if parts == 1:
         _score_alignment_chunks(*args, 0, NC)
     else:
