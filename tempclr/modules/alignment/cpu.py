@@ -1,6 +1,18 @@
 """CPU backend: numba kernels for the alignment recursion of ``grid.py``: scores, and scores with the expected
 alignment (the analytic gradient).
 
+Two schedules, chosen per call by shape (``use_wavefront``):
+
+* lanes, for many grids (B >= 64, or grids under 16 cells on a side): described below;
+* wavefront, for a few large grids: one problem at a time, its grid stored anti-diagonal by anti-diagonal so
+  that the cells of one diagonal (independent of each other) form one SIMD loop; problems are spread over the
+  threads when the call is large enough.  See the section "Wavefront schedule" below.
+
+Memory per problem (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64
+problems of the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs
+L W and E L W values, i.e. about 3 grids; wavefront, per thread whatever B: R and C, (L+1)(W+1) values each, about
+2 grids (8 MiB for one 1024 x 1024 float32 grid), plus O(L + W).  W is the grid width: M for DTW, M + 2 for OTAM.
+
 Layout.  Problems are processed in chunks of 64 lanes with the lane (problem) index innermost:
 ``R[chunk, i, j, lane]``.  The cell recursion is sequential inside one problem, but the lanes are independent, so
 the innermost loop runs over problems and LLVM turns it into SIMD (AVX-512/AVX2) code; ``prange`` spreads the
@@ -16,7 +28,7 @@ its allowed predecessors in reverse order, with the soft-min weights ``softmax(-
 from R.  The weights are normalised per cell, so ``E`` stays in ``[0, 1]`` for any gamma and distance scale (no
 ``exp((R[s] - D[s] - R[p]) / gamma)`` that overflows when R is large and gamma small).  The expected alignment
 ``A = dScore/dD`` is the cost-cell part of E; the autograd backward is ``grad * A``.  Cells outside an item's
-lengths never receive anything, so their gradient is exactly 0.  R is kept only per chunk (memory O(64 L M)).
+lengths never receive anything, so their gradient is exactly 0.  R is kept only per chunk.
 
 Fewer predecessors, less work.  Row 0 (only the cell on the left) and column 0 (only the cell above) need no
 soft-min at all; in OTAM's middle columns, where no lane allows the vertical move, the soft-min runs over two
@@ -492,6 +504,31 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 # diagonal s then reads its E as h_in[I] + v_in[I] + d_in[I] (pushes from diagonals s+1 and s+2).  The vectors
 # rotate between diagonals and only the range the next diagonals read is cleared.
 # ----------------------------------------------------------------------------------------------------------------
+def _wexp(x):
+    """exp_nonpos for the wavefront loops, marked always-inline for LLVM: the backward loops hold up to three exps
+    each, and left to LLVM's inline cost model some were inlined only after the loop vectoriser had run, so
+    those loops stayed scalar (the lane kernels keep the plain overloads)."""
+    return exp_nonpos(x)
+
+
+def _wlog1p(t):
+    """log_one_plus, always-inline (see _wexp)."""
+    return log_one_plus(t)
+
+
+_JIT_INLINE = dict(_JIT, forceinline=True)
+
+
+@overload(_wexp, jit_options=_JIT_INLINE)
+def _wexp_overload(x):
+    return _exp_nonpos_overload(x)
+
+
+@overload(_wlog1p, jit_options=_JIT_INLINE)
+def _wlog1p_overload(t):
+    return _log_one_plus_overload(t)
+
+
 @njit(inline="always", **_JIT)
 def _wsoftmin3(d, h, v, gamma, inv_gamma, hard):
     """_softmin3, exact (plain min) when only one predecessor is finite (first row and column)."""
@@ -502,7 +539,7 @@ def _wsoftmin3(d, h, v, gamma, inv_gamma, hard):
         return m
     mid = min(hi, max(lo, v))
     top = max(hi, v)
-    r = m - gamma * log_one_plus(exp_nonpos((m - mid) * inv_gamma) + exp_nonpos((m - top) * inv_gamma))
+    r = m - gamma * _wlog1p(_wexp((m - mid) * inv_gamma) + _wexp((m - top) * inv_gamma))
     return m if mid == np.inf else r
 
 
@@ -513,7 +550,7 @@ def _wsoftmin2(d, h, gamma, inv_gamma, hard):
     if hard:
         return m
     top = max(d, h)
-    r = m - gamma * log_one_plus(exp_nonpos((m - top) * inv_gamma))
+    r = m - gamma * _wlog1p(_wexp((m - top) * inv_gamma))
     return m if top == np.inf else r
 
 
@@ -615,39 +652,41 @@ def _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, hard):
 
 
 @njit(inline="always", **_JIT)
-def _wave_push3(k, e_in, dg, hz, vt, push, inv_gamma):
-    """Cell k of the current run: its E (e_in[k]) pushed to its three predecessors with the normalised soft-min
-    weights, into push[3k] (horizontal), push[3k + 1] (vertical), push[3k + 2] (diagonal)."""
-    one = e_in.dtype.type(1.0)
-    d = dg[k]
-    h = hz[k]
-    v = vt[k]
+def _wave_weights3(e, d, h, v, inv_gamma, one):
+    """What a cell with E = e pushes to its horizontal, vertical and diagonal predecessors (R values h, v, d): e
+    times the normalised soft-min weights.  Scalars only: an inlined helper taking arrays brings numba's
+    reference-count calls into the loop, which then is not vectorised."""
     m = min(min(d, h), v)
-    wd = exp_nonpos((m - d) * inv_gamma)
-    wh = exp_nonpos((m - h) * inv_gamma)
-    wv = exp_nonpos((m - v) * inv_gamma)
-    scale = e_in[k] / max(wd + wh + wv, one)
-    push[3 * k] = wh * scale
-    push[3 * k + 1] = wv * scale
-    push[3 * k + 2] = wd * scale
+    wd = _wexp((m - d) * inv_gamma)
+    wh = _wexp((m - h) * inv_gamma)
+    wv = _wexp((m - v) * inv_gamma)
+    scale = e / max(wd + wh + wv, one)
+    return wh * scale, wv * scale, wd * scale
 
 
 @njit(inline="always", **_JIT)
-def _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, P0, P1, P2):
+def _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, H0, V0, G0, H1, V1, G1, H2, V2, G2):
     """C (diagonal layout) = E = dScore / dR for every inner cell: the expected alignment.
 
-    P0, P1, P2 [3 (Lr + 2)]: the pushes of one diagonal, indexed by the source cell's row I: P[3I] to its
-    horizontal predecessor (same I, diagonal s - 1), P[3I + 1] to the vertical one (I - 1, diagonal s - 1),
-    P[3I + 2] to the diagonal one (I - 1, diagonal s - 2).  Cell I of diagonal s then reads its E as
-    P(s+1)[3I] + P(s+1)[3(I+1) + 1] + P(s+2)[3(I+1) + 2]; the entries just outside each diagonal's run are kept
-    at 0 (no such source)."""
+    H*, V*, G* [Lr + 2] (separate arrays): three sets (one per diagonal s, s + 1, s + 2, rotating) of three vectors, the pushes of one
+    diagonal indexed by the source cell's row I: H[I] to its horizontal predecessor (same I, diagonal s - 1), V[I]
+    to the vertical one (I - 1, diagonal s - 1), G[I] to the diagonal one (I - 1, diagonal s - 2).  Cell I of
+    diagonal s then reads its E as H(s+1)[I] + V(s+1)[I + 1] + G(s+2)[I + 1]; the entries just outside each
+    diagonal's run are kept at 0 (no such source).  (The three directions interleaved in one vector, P[3I + c],
+    kept the push loop scalar: LLVM does not vectorise that store group.)"""
     zero = R.dtype.type(0.0)
     one = R.dtype.type(1.0)
-    for t in range(3 * (Lr + 2)):
-        P0[t] = zero
-        P1[t] = zero
-        P2[t] = zero
-    P1[3 * Lr] = one  # the seed: dScore / dR[end] = 1, read by the end cell as a horizontal push
+    for t in range(Lr + 2):
+        H0[t] = zero
+        V0[t] = zero
+        G0[t] = zero
+        H1[t] = zero
+        V1[t] = zero
+        G1[t] = zero
+        H2[t] = zero
+        V2[t] = zero
+        G2[t] = zero
+    H1[Lr] = one  # the seed: dScore / dR[end] = 1, read by the end cell as a horizontal push
     for s in range(Lr + Wr, 1, -1):
         b0 = base[s]
         b1 = base[s - 1]
@@ -656,35 +695,40 @@ def _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, P0, P1, P2):
         ib = min(Lr, s - 1)
         n = ib + 1 - ia
         e_o = C[b0 + ia:b0 + ia + n]
-        ph = P1[3 * ia:3 * (ia + n)]
-        pv = P1[3 * (ia + 1):3 * (ia + 1 + n)]
-        pd = P2[3 * (ia + 1):3 * (ia + 1 + n)]
+        eh = H1[ia:ia + n]
+        ev = V1[ia + 1:ia + 1 + n]
+        eg = G2[ia + 1:ia + 1 + n]
         for k in range(n):
-            e_o[k] = ph[3 * k] + pv[3 * k + 1] + pd[3 * k + 2]
+            e_o[k] = eh[k] + ev[k] + eg[k]
         dg = R[b2 + ia - 1:b2 + ia - 1 + n]
         hz = R[b1 + ia:b1 + ia + n]
         vt = R[b1 + ia - 1:b1 + ia - 1 + n]
-        push = P0[3 * ia:3 * (ia + n)]
+        ph = H0[ia:ia + n]
+        pv = V0[ia:ia + n]
+        pd = G0[ia:ia + n]
         ma, mb = _wave_mid(s, ia, ib, Wr, otam)
         for k in range(ma - ia):
-            _wave_push3(k, e_o, dg, hz, vt, push, inv_gamma)
+            ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
         for k in range(ma - ia, mb + 1 - ia):
             # no vertical move: the smaller predecessor has weight 1, the other exp(-|d - h| / gamma)
             d = dg[k]
             h = hz[k]
-            w = exp_nonpos(-abs(d - h) * inv_gamma)
+            w = _wexp(-abs(d - h) * inv_gamma)
             wd = one if d <= h else w
             wh = w if d <= h else one
             scale = e_o[k] / (one + w)
-            push[3 * k] = wh * scale
-            push[3 * k + 1] = zero
-            push[3 * k + 2] = wd * scale
+            ph[k] = wh * scale
+            pv[k] = zero
+            pd[k] = wd * scale
         for k in range(mb + 1 - ia, n):
-            _wave_push3(k, e_o, dg, hz, vt, push, inv_gamma)
-        for c in range(3):
-            P0[3 * (ia - 1) + c] = zero
-            P0[3 * (ib + 1) + c] = zero
-        P2, P1, P0 = P1, P0, P2
+            ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
+        H0[ia - 1] = zero
+        V0[ia - 1] = zero
+        G0[ia - 1] = zero
+        H0[ib + 1] = zero
+        V0[ib + 1] = zero
+        G0[ib + 1] = zero
+        H2, V2, G2, H1, V1, G1, H0, V0, G0 = H1, V1, G1, H0, V0, G0, H2, V2, G2
 
 
 @njit(inline="always", **_JIT)
@@ -707,7 +751,8 @@ def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A,
         out[b] = score
     else:
         out[b] += score
-    _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, work[0], work[1], work[2])
+    _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, work[0], work[1], work[2], work[3], work[4], work[5],
+                   work[6], work[7], work[8])
     _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose)
 
 
@@ -723,7 +768,10 @@ def _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, b_lo, b_hi)
     R = np.empty(cells, A.dtype)
     C = np.empty(cells, A.dtype)
     base = np.empty(L0 + M0 + 2 * offset + 1, np.int64)
-    work = np.empty((3, 3 * (max(L0, M0) + 2)), A.dtype)
+    nw = max(L0, M0) + 2
+    work = (np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
+            np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
+            np.empty(nw, A.dtype))
     inv_gamma = A.dtype.type(1.0) / gamma
     for b in range(b_lo, b_hi):
         _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, R, C, base, work)
@@ -757,6 +805,7 @@ def use_wavefront(B: int, L: int, W: int) -> bool:
     anti-diagonals) rather than the lane schedule (SIMD across problems, 64 at a time)."""
     if WAVEFRONT is not None:
         return WAVEFRONT
+    # below 64 problems the lanes are partly empty; below 16 cells a side the diagonals are too short for SIMD
     return B < _LANES and min(L, W) >= 16
 
 
