@@ -343,7 +343,9 @@ def main() -> None:
     shapes = SHAPES if args.shapes is None else [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
 
     start = time.perf_counter()
-    soft_dtw(torch.rand(2, 3, 4, requires_grad=True)).sum().backward()
+    for lead in ((2,), (1,)):  # both CPU schedules: lanes (many small grids) and wavefront (few large ones)
+        soft_dtw(torch.rand(*lead, 3 if lead == (2,) else 20, 20, requires_grad=True)).sum().backward()
+        soft_otam(torch.rand(*lead, 3 if lead == (2,) else 20, 20, requires_grad=True), bidirectional=True).sum().backward()
     print(f"first kernel call (numba cache load or compile): {time.perf_counter() - start:.2f} s")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
 
