@@ -7,15 +7,20 @@ times ``score(D).sum().backward()`` (float32, gamma = 0.1) for
 * ``ref``: the cell-loop reference the tests use (``reference.py``, autograd through every cell);
 * ``original``: TempCLR's own ``DTW_cum_dist`` / ``OTAM_cum_dist`` loops (in-place writes into R, so autograd's
   backward copies the whole R once per cell: quadratic in the number of cells);
+* ``tslearn`` / ``pysdtw``: the CPU soft-DTW peers (``SoftDTWLossPyTorch``; ``pysdtw.SoftDTW(use_cuda=False)``) on
+  the same precomputed D, DTW only (neither implements OTAM), when they are importable; they are not dependencies
+  of the project (install them into the benchmark's environment); otherwise the run says "not installed";
 * ``floor``: an ``autograd.Function`` that does no work (forward ``D.sum((-1, -2))``, backward the expanded
   gradient), timed the same way: the fixed cost of any autograd.Function-based score plus ``.sum().backward()``
   on this machine.  ``original / floor`` is the largest speed-up any such implementation could show here.
 
 The first call of each implementation is checked against the reference values (where the reference is not run,
 the first problem of the batch is) and is not timed.  Cell loops on grids of more than ``--max-loop-cells``
-cells (default 4096, so only 256x256 here) are not run, they would take many minutes: their time is estimated from
+cells (default 4096) and up to ``--skip-loop-cells`` (default 65536, so 256x256) are not run, they would take many minutes: their time is estimated from
 16x16 and 32x32 grids with the same number of problems (``ref`` is linear in the number of cells, ``original``'s
-exponent is fitted on the two points) and marked "est.".  Times
+exponent is fitted on the two points) and marked "est."; larger grids (1024x1024, 4096x512) are not run at all
+("-"), and the kernel is checked there against the CPU lane schedule.  "kernel workspace MiB" is what the CPU
+kernels allocate per call beyond D and its gradient, computed from the arrays of the schedule the call selects.  Times
 are medians of ``torch.utils.benchmark.Timer.blocked_autorange`` (which synchronises CUDA), of 3 runs for calls
 over a second, or one run for calls over 10 s.  When CUDA is available a second table is timed on the GPU.
 
@@ -39,7 +44,8 @@ import torch.utils.benchmark as benchmark
 
 from tempclr.modules.alignment import soft_dtw, soft_otam
 
-SHAPES = [(1, 512, 5, 5), (1, 32, 8, 80), (1, 512, 32, 32), (1, 64, 64, 64), (8, 64, 256, 256)]
+SHAPES = [(1, 512, 5, 5), (1, 32, 8, 80), (1, 512, 32, 32), (1, 64, 64, 64), (1, 8, 256, 256), (1, 1, 1024, 1024),
+          (1, 1, 4096, 512)]
 GAMMA = 0.1
 
 
@@ -92,6 +98,59 @@ class _NoWork(torch.autograd.Function):
         return grad[..., None, None].expand(ctx.shape)
 
 
+def _peer_tslearn():
+    """tslearn's soft-DTW loss on a precomputed cost matrix (DTW only), or None when tslearn is not installed."""
+    try:
+        from tslearn.metrics import SoftDTWLossPyTorch
+    except ImportError:
+        return None
+    loss = SoftDTWLossPyTorch(gamma=GAMMA, normalize=False, dist_func=lambda x, y: x)
+
+    def run(D: torch.Tensor) -> torch.Tensor:
+        flat = D.reshape(-1, *D.shape[-2:])
+        return loss(flat, flat).reshape(D.shape[:-2])
+
+    return run
+
+
+def _peer_pysdtw():
+    """pysdtw's soft-DTW (CPU) on a precomputed cost matrix (DTW only), or None when pysdtw is not installed."""
+    try:
+        import pysdtw
+    except ImportError:
+        return None
+    sdtw = pysdtw.SoftDTW(gamma=GAMMA, dist_func=lambda x, y: x, use_cuda=False)
+
+    def run(D: torch.Tensor) -> torch.Tensor:
+        flat = D.reshape(-1, *D.shape[-2:])
+        return sdtw(flat, flat).reshape(D.shape[:-2])
+
+    return run
+
+
+PEERS = {"tslearn": _peer_tslearn(), "pysdtw": _peer_pysdtw()}
+
+
+def workspace_mib(shape, metric: str) -> float:
+    """Kernel workspace of one CPU call beyond D and its gradient, in MiB (float32), from the arrays the chosen
+    schedule allocates (numba's allocations are not seen by tracemalloc): see the memory note in cpu.py."""
+    from tempclr.modules.alignment import cpu
+
+    B = math.prod(shape[:-2])
+    L, M = shape[-2:]
+    W = M + (2 if metric == "otam2" else 0)
+    threads = cpu._parts(B, B * L * W) if cpu.use_wavefront(B, L, W) else cpu._parts(-(-B // cpu._LANES), B * L * W)
+    if cpu.use_wavefront(B, L, W):
+        cells = (L + 1) * (W + 1)
+        if metric == "otam2":
+            cells = max(cells, (M + 1) * (L + 3))
+        values = 2 * cells + 9 * (max(L, M) + 2) + (L + M + 3) * 2  # R, C, push vectors, offsets (int64)
+        return threads * values * 4 / 2**20
+    lanes = min(B, cpu._LANES)
+    values = lanes * ((L + 1) * (W + 1) + 2 * L * W + 2 * (W + 1))  # R, costs, E, two E rows
+    return threads * values * 4 / 2**20
+
+
 # ------------------------------------------------------------------------------------------------------------------
 IMPLS: dict[str, dict[str, Callable[[torch.Tensor], torch.Tensor]]] = {
     "dtw": {
@@ -99,6 +158,7 @@ IMPLS: dict[str, dict[str, Callable[[torch.Tensor], torch.Tensor]]] = {
         "ref": lambda D: soft_dtw(D, GAMMA, backend="ref"),
         "original": original_dtw,
         "floor": _NoWork.apply,
+        **{name: fn for name, fn in PEERS.items() if fn is not None},
     },
     "otam2": {
         "kernel": lambda D: soft_otam(D, GAMMA, bidirectional=True),
@@ -154,21 +214,29 @@ def loop_estimate(impl: str, metric: str, shape, device, min_run_time: float) ->
 
 
 def run_table(
-    shapes, device: torch.device, impls: list[str], max_loop_cells: int, min_run_time: float, rounds: int = 1
+    shapes, device: torch.device, impls: list[str], max_loop_cells: int, min_run_time: float, rounds: int = 1,
+    skip_loop_cells: int = 65536,
 ) -> list[dict]:
     """One row per shape and metric.  With rounds > 1 every implementation is measured ``rounds`` times,
     interleaved (kernel, ref, original, floor, kernel, ...), and the fastest round is kept: on a shared machine
-    that is the least disturbed measurement of each, so their ratio does not depend on when a slow phase hit."""
+    that is the least disturbed measurement of each, so their ratio does not depend on when a slow phase hit.
+    Cell loops on grids of more than ``skip_loop_cells`` cells are neither run nor estimated ("-")."""
     rows = []
     for shape in shapes:
         gen = torch.Generator().manual_seed(0)
         base = torch.rand(shape, generator=gen).to(device)
         for metric in IMPLS:
             row = {"shape": "x".join(map(str, shape)), "metric": metric, "device": device.type, "rounds": rounds}
+            if device.type == "cpu":
+                row["workspace_mib"] = workspace_mib(shape, metric)
             values = {}
             for _ in range(rounds):
                 for impl in impls:
-                    if impl in ("ref", "original") and shape[2] * shape[3] > max_loop_cells:
+                    if impl not in IMPLS[metric]:
+                        continue
+                    if impl in ("ref", "original") and shape[-2] * shape[-1] > skip_loop_cells:
+                        continue
+                    if impl in ("ref", "original") and shape[-2] * shape[-1] > max_loop_cells:
                         if impl not in row:  # an extrapolation, made once
                             row[impl] = loop_estimate(impl, metric, shape, device, min_run_time)
                             row[impl + "_estimated"] = True
@@ -176,25 +244,35 @@ def run_table(
                     D = base.clone().requires_grad_(True)
                     seconds, values[impl] = measure(fwd_bwd(IMPLS[metric][impl], D), min_run_time, device)
                     row[impl] = min(seconds, row.get(impl, float("inf")))
-            _check_against_reference(values, base, metric, shape)
+            _check_against_reference(values, base, metric, shape, skip_loop_cells)
             rows.append(row)
             print(_format_row(row, impls), flush=True)
     return rows
 
 
-def _check_against_reference(values: dict, base: torch.Tensor, metric: str, shape) -> None:
+def _check_against_reference(values: dict, base: torch.Tensor, metric: str, shape, skip_loop_cells: int) -> None:
     """Every measured implementation agrees with the reference; when the reference was not run, the first
-    problem of the batch is checked against it."""
+    problem of the batch is checked against it, and on grids too large for the cell loop against the CPU lane
+    schedule (forced with cpu.WAVEFRONT = False; the tests check both schedules against the reference)."""
     if "ref" in values:
         expected, picked = values["ref"], slice(None)
     else:
-        flat = base.reshape(-1, *base.shape[-2:])[:1]
-        expected = IMPLS[metric]["ref"](flat.clone().requires_grad_(True)).detach()
+        flat = base.reshape(-1, *base.shape[-2:])[:1].cpu()
+        if shape[-2] * shape[-1] > skip_loop_cells:
+            from tempclr.modules.alignment import cpu
+
+            cpu.WAVEFRONT = False
+            try:
+                expected = IMPLS[metric]["kernel"](flat.clone()).detach()
+            finally:
+                cpu.WAVEFRONT = None
+        else:
+            expected = IMPLS[metric]["ref"](flat.clone().requires_grad_(True)).detach()
         picked = slice(0, 1)
     for impl, got in values.items():
         if impl == "floor":
             continue
-        got = got.reshape(-1)[picked]
+        got = got.reshape(-1)[picked].cpu()
         err = (got.float() - expected.reshape(-1).float()).abs().max().item()
         assert err <= 1e-4 * max(1.0, expected.abs().max().item()), f"{shape} {metric} {impl}: |diff| {err} vs ref"
 
@@ -209,20 +287,24 @@ def _format_time(seconds: float, estimated: bool) -> str:
 def _format_row(row: dict, impls: list[str]) -> str:
     cells = [row["shape"], row["metric"]]
     for impl in impls:
-        cells.append(_format_time(row[impl], row.get(impl + "_estimated", False)))
+        cells.append(_format_time(row[impl], row.get(impl + "_estimated", False)) if impl in row else "-")
     for impl in impls:
-        if impl in ("ref", "original"):
-            cells.append(f"{row[impl] / row['kernel']:.0f}x")
+        if impl not in ("kernel", "floor"):
+            cells.append(f"{row[impl] / row['kernel']:.1f}x" if impl in row else "-")
     if "floor" in impls and "original" in impls:
-        cells.append(f"{row['original'] / row['floor']:.0f}x")
+        cells.append(f"{row['original'] / row['floor']:.0f}x" if "original" in row else "-")
+    if "workspace_mib" in row:
+        cells.append(f"{row['workspace_mib']:.2f}")
     return "| " + " | ".join(cells) + " |"
 
 
-def header(impls: list[str]) -> str:
+def header(impls: list[str], device: str = "cpu") -> str:
     cols = ["B x N x L x M", "metric"] + [f"{i} fwd+bwd" for i in impls]
-    cols += [f"{i} / kernel" for i in impls if i in ("ref", "original")]
+    cols += [f"{i} / kernel" for i in impls if i not in ("kernel", "floor")]
     if "floor" in impls and "original" in impls:
         cols.append("original / floor")
+    if device == "cpu":
+        cols.append("kernel workspace MiB")
     return "| " + " | ".join(cols) + " |\n|" + "---|" * len(cols)
 
 
@@ -231,6 +313,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch and numba threads (default: all cores)")
     parser.add_argument("--shapes", default=None, help="comma-separated BxNxLxM list (default: the five standard ones)")
     parser.add_argument("--max-loop-cells", type=int, default=4096, help="estimate cell loops on larger grids")
+    parser.add_argument(
+        "--skip-loop-cells", type=int, default=65536, help="neither run nor estimate cell loops on larger grids"
+    )
     parser.add_argument("--min-run-time", type=float, default=1.0, help="seconds per blocked_autorange measurement")
     parser.add_argument(
         "--device", choices=["all", "cpu", "cuda"], default="all",
@@ -258,19 +343,29 @@ def main() -> None:
     shapes = SHAPES if args.shapes is None else [tuple(int(x) for x in s.split("x")) for s in args.shapes.split(",")]
 
     start = time.perf_counter()
-    soft_dtw(torch.rand(2, 3, 4, requires_grad=True)).sum().backward()
+    for lead in ((2,), (1,)):  # both CPU schedules: lanes (many small grids) and wavefront (few large ones)
+        soft_dtw(torch.rand(*lead, 3 if lead == (2,) else 20, 20, requires_grad=True)).sum().backward()
+        soft_otam(torch.rand(*lead, 3 if lead == (2,) else 20, 20, requires_grad=True), bidirectional=True).sum().backward()
     print(f"first kernel call (numba cache load or compile): {time.perf_counter() - start:.2f} s")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads")
 
     impls = ["kernel", "ref", "original", "floor"]
+    for name, fn in PEERS.items():
+        if fn is None:
+            print(f"peer {name}: not installed (pip install {name} into the benchmark's environment to compare)")
+        else:
+            impls.append(name)
     rows = []
     if args.device in ("all", "cpu"):
         print("\nCPU (float32, gamma 0.1, forward + backward)\n" + header(impls))
-        rows += run_table(shapes, torch.device("cpu"), impls, args.max_loop_cells, args.min_run_time, args.rounds)
+        rows += run_table(shapes, torch.device("cpu"), impls, args.max_loop_cells, args.min_run_time, args.rounds,
+                          args.skip_loop_cells)
     if args.device in ("all", "cuda"):
         if torch.cuda.is_available():
-            print(f"\nGPU {torch.cuda.get_device_name()} (float32, gamma 0.1, forward + backward)\n" + header(impls))
-            rows += run_table(shapes, torch.device("cuda"), impls, args.max_loop_cells, args.min_run_time, args.rounds)
+            print(f"\nGPU {torch.cuda.get_device_name()} (float32, gamma 0.1, forward + backward)\n"
+                  + header(impls, "cuda"))
+            rows += run_table(shapes, torch.device("cuda"), impls, args.max_loop_cells, args.min_run_time, args.rounds,
+                              args.skip_loop_cells)
         elif args.device == "cuda":
             parser.error("--device cuda: torch sees no CUDA device here (torch.cuda.is_available() is False)")
         else:

@@ -1,6 +1,18 @@
 """CPU backend: numba kernels for the alignment recursion of ``grid.py``: scores, and scores with the expected
 alignment (the analytic gradient).
 
+Two schedules, chosen per call by shape (``use_wavefront``):
+
+* lanes, for many grids (B >= 64, or grids under 16 cells on a side): described below;
+* wavefront, for a few large grids: one problem at a time, its grid stored anti-diagonal by anti-diagonal so
+  that the cells of one diagonal (independent of each other) form one SIMD loop; problems are spread over the
+  threads when the call is large enough.  See the section "Wavefront schedule" below.
+
+Memory per problem (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64
+problems of the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs
+L W and E L W values, i.e. about 3 grids; wavefront, per thread whatever B: R and C, (L+1)(W+1) values each, about
+2 grids (8 MiB for one 1024 x 1024 float32 grid), plus O(L + W).  W is the grid width: M for DTW, M + 2 for OTAM.
+
 Layout.  Problems are processed in chunks of 64 lanes with the lane (problem) index innermost:
 ``R[chunk, i, j, lane]``.  The cell recursion is sequential inside one problem, but the lanes are independent, so
 the innermost loop runs over problems and LLVM turns it into SIMD (AVX-512/AVX2) code; ``prange`` spreads the
@@ -16,7 +28,7 @@ its allowed predecessors in reverse order, with the soft-min weights ``softmax(-
 from R.  The weights are normalised per cell, so ``E`` stays in ``[0, 1]`` for any gamma and distance scale (no
 ``exp((R[s] - D[s] - R[p]) / gamma)`` that overflows when R is large and gamma small).  The expected alignment
 ``A = dScore/dD`` is the cost-cell part of E; the autograd backward is ``grad * A``.  Cells outside an item's
-lengths never receive anything, so their gradient is exactly 0.  R is kept only per chunk (memory O(64 L M)).
+lengths never receive anything, so their gradient is exactly 0.  R is kept only per chunk.
 
 Fewer predecessors, less work.  Row 0 (only the cell on the left) and column 0 (only the cell above) need no
 soft-min at all; in OTAM's middle columns, where no lane allows the vertical move, the soft-min runs over two
@@ -408,10 +420,11 @@ def _score_chunks(D, lengths, gamma, hard, otam, offset, transpose, R, out, c_lo
 
 
 @njit(inline="always", **_JIT)
-def _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, transpose, out, A, b0, first):
-    """One pass over the chunk starting at item b0: out[b0 + b] (= if first, else +=) each item's soft score and
-    A[b0 + b] += its expected alignment dScore_b / dD[b].  R lives only here, while it is hot in cache."""
-    CB = _LANES
+def _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, transpose, out, A, b0, first, CB):
+    """One pass over the CB-lane chunk starting at item b0: out[b0 + b] (= if first, else +=) each item's soft
+    score and A[b0 + b] += its expected alignment dScore_b / dD[b].  R lives only here, while it is hot in cache.
+    CB is the constant _LANES for full chunks (the lane loops then compile to fixed-width SIMD) and the number of
+    real items for a partial last chunk (no phantom lanes)."""
     L0, M0 = D.shape[1], D.shape[2]
     Lg = M0 if transpose else L0
     Wg = (L0 if transpose else M0) + 2 * offset
@@ -436,12 +449,19 @@ def _score_alignment_chunks(D, lengths, gamma, otam, offset, two_way, out, A, c_
     alignment ([B, L0, M0]), of the pass (otam, offset) and, with two_way, plus the same pass on D^T (two-way
     OTAM: both passes in one call, one chunk after the other)."""
     CB = _LANES
+    B = D.shape[0]
     inv_gamma = A.dtype.type(1.0) / gamma
     for c in range(c_lo, c_hi):
         b0 = c * CB
-        _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, False, out, A, b0, True)
-        if two_way:
-            _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, True, out, A, b0, False)
+        if b0 + CB <= B:
+            _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, False, out, A, b0, True, CB)
+            if two_way:
+                _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, True, out, A, b0, False, CB)
+        else:
+            nb = B - b0
+            _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, False, out, A, b0, True, nb)
+            if two_way:
+                _chunk_pass(D, lengths, gamma, inv_gamma, otam, offset, True, out, A, b0, False, nb)
 
 
 @njit(parallel=True, cache=True, **_JIT)
@@ -464,6 +484,310 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Wavefront schedule: one problem at a time, vectorised along the anti-diagonals of its grid.  Used when the batch
+# is too small to fill the lanes and the grids are large (see _use_wavefront).
+#
+# Layout: the bordered grid (rows I = 0..Lr, columns J = 0..Wr; row 0 and column 0 are the +inf border, cell
+# (0, 0) the virtual start 0) is stored diagonal by diagonal in one flat array, diagonal s = I + J holding its
+# cells I = max(0, s - Wr) .. min(Lr, s) contiguously at base[s] + I.  The three predecessors of (I, J) are then
+# contiguous runs of the two previous diagonals: diagonal (I-1, J-1) at base[s-2] + I - 1, horizontal (I, J-1) at
+# base[s-1] + I and vertical (I-1, J) at base[s-1] + I - 1, so the cell loop over I is plain SIMD code.  Only the
+# item's real part (its lengths) is laid out, so padding costs nothing.
+#
+# Memory per problem (per thread, reused across the problems it runs): R and C, (Lr+1)(Wr+1) values each (C holds
+# the costs in the forward and the expected alignment E in the backward), plus 7 vectors of max(L, M) + 2 values
+# and Lr + Wr + 1 int64 diagonal offsets.  For one 1024x1024 float32 grid: 2 x 4.0 MiB (DTW; OTAM: 2 x 4.0 MiB
+# for its 1024 x 1026 grid), beyond D and its gradient.
+#
+# Backward: the pushes of diagonal s to its predecessors go to three vectors indexed by the target's row, h_out
+# (target (I, J-1), diagonal s-1), v_out ((I-1, J), diagonal s-1) and d_out ((I-1, J-1), diagonal s-2); a cell of
+# diagonal s then reads its E as h_in[I] + v_in[I] + d_in[I] (pushes from diagonals s+1 and s+2).  The vectors
+# rotate between diagonals and only the range the next diagonals read is cleared.
+# ----------------------------------------------------------------------------------------------------------------
+def _wexp(x):
+    """exp_nonpos for the wavefront loops, marked always-inline for LLVM: the backward loops hold up to three exps
+    each, and left to LLVM's inline cost model some were inlined only after the loop vectoriser had run, so
+    those loops stayed scalar (the lane kernels keep the plain overloads)."""
+    return exp_nonpos(x)
+
+
+def _wlog1p(t):
+    """log_one_plus, always-inline (see _wexp)."""
+    return log_one_plus(t)
+
+
+_JIT_INLINE = dict(_JIT, forceinline=True)
+
+
+@overload(_wexp, jit_options=_JIT_INLINE)
+def _wexp_overload(x):
+    return _exp_nonpos_overload(x)
+
+
+@overload(_wlog1p, jit_options=_JIT_INLINE)
+def _wlog1p_overload(t):
+    return _log_one_plus_overload(t)
+
+
+@njit(inline="always", **_JIT)
+def _wsoftmin3(d, h, v, gamma, inv_gamma, hard):
+    """_softmin3, exact (plain min) when only one predecessor is finite (first row and column)."""
+    lo = min(d, h)
+    hi = max(d, h)
+    m = min(lo, v)
+    if hard:
+        return m
+    mid = min(hi, max(lo, v))
+    top = max(hi, v)
+    r = m - gamma * _wlog1p(_wexp((m - mid) * inv_gamma) + _wexp((m - top) * inv_gamma))
+    return m if mid == np.inf else r
+
+
+@njit(inline="always", **_JIT)
+def _wsoftmin2(d, h, gamma, inv_gamma, hard):
+    """_softmin2, exact when only one of the two is finite."""
+    m = min(d, h)
+    if hard:
+        return m
+    top = max(d, h)
+    r = m - gamma * _wlog1p(_wexp((m - top) * inv_gamma))
+    return m if top == np.inf else r
+
+
+@njit(inline="always", **_JIT)
+def _wave_bases(base, Lr, Wr):
+    """base[s] = flat index of cell (0, s) of diagonal s, so that cell (I, s - I) is at base[s] + I."""
+    off = 0
+    for s in range(Lr + Wr + 1):
+        lo = max(0, s - Wr)
+        hi = min(Lr, s)
+        base[s] = off - lo
+        off += hi - lo + 1
+
+
+@njit(inline="always", **_JIT)
+def _wave_mid(s, ia, ib, Wr, otam):
+    """The cells [ma, mb] of diagonal s (inner cells [ia, ib]) where OTAM forbids the vertical move (grid columns
+    2 .. Wr - 2, bordered J = 3 .. Wr - 1); empty (mb = ma - 1) for DTW."""
+    if not otam:
+        return ia, ia - 1
+    ma = max(ia, s - Wr + 1)
+    mb = min(ib, s - 3)
+    if mb < ma:
+        mb = ma - 1
+    return ma, mb
+
+
+@njit(inline="always", **_JIT)
+def _wave_load(D, b, C, base, Lr, Wr, ncols, otam, offset, transpose):
+    """C (diagonal layout) = the grid's costs: D[b] inside the item's (Lr x ncols) real part, 0 on OTAM's side
+    columns; copied in 32 x 32 tiles so that the scattered side of the copy stays in cache."""
+    zero = C.dtype.type(0.0)
+    for t in range((Lr + 1) * (Wr + 1)):
+        C[t] = zero
+    j_first = 1 if (otam and offset == 0) else 0
+    Db = D[b]
+    for i0 in range(0, Lr, 32):
+        i1 = min(Lr, i0 + 32)
+        for j0 in range(j_first, ncols, 32):
+            j1 = min(ncols, j0 + 32)
+            if transpose:
+                for jd in range(j0, j1):
+                    for i in range(i0, i1):
+                        C[base[i + jd + offset + 2] + i + 1] = Db[jd, i]
+            else:
+                for i in range(i0, i1):
+                    for jd in range(j0, j1):
+                        C[base[i + jd + offset + 2] + i + 1] = Db[i, jd]
+
+
+@njit(inline="always", **_JIT)
+def _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose):
+    """A[b] += the expected alignment held in C (diagonal layout), cost cells of the real part only."""
+    j_first = 1 if (otam and offset == 0) else 0
+    Ab = A[b]
+    for i0 in range(0, Lr, 32):
+        i1 = min(Lr, i0 + 32)
+        for j0 in range(j_first, ncols, 32):
+            j1 = min(ncols, j0 + 32)
+            if transpose:
+                for jd in range(j0, j1):
+                    for i in range(i0, i1):
+                        Ab[jd, i] += C[base[i + jd + offset + 2] + i + 1]
+            else:
+                for i in range(i0, i1):
+                    for jd in range(j0, j1):
+                        Ab[i, jd] += C[base[i + jd + offset + 2] + i + 1]
+
+
+@njit(inline="always", **_JIT)
+def _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, hard):
+    """R (diagonal layout, bordered) = the cumulative costs of the grid whose costs C holds."""
+    inf = R.dtype.type(np.inf)
+    for J in range(Wr + 1):
+        R[base[J]] = inf  # row 0
+    for I in range(1, Lr + 1):
+        R[base[I] + I] = inf  # column 0
+    R[base[0]] = R.dtype.type(0.0)
+    for s in range(2, Lr + Wr + 1):
+        b0 = base[s]
+        b1 = base[s - 1]
+        b2 = base[s - 2]
+        ia = max(1, s - Wr)
+        ib = min(Lr, s - 1)
+        ma, mb = _wave_mid(s, ia, ib, Wr, otam)
+        # views starting at the diagonal's first inner cell: indices from 0 are provably non-negative, so numba
+        # emits no wrap-around select and the addresses stay affine (R[b0 + I] with a loaded b0 is not vectorised)
+        out = R[b0 + ia:b0 + ib + 1]
+        cost = C[b0 + ia:b0 + ib + 1]
+        dg = R[b2 + ia - 1:b2 + ib]
+        hz = R[b1 + ia:b1 + ib + 1]
+        vt = R[b1 + ia - 1:b1 + ib]
+        for k in range(ma - ia):
+            out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, hard)
+        for k in range(ma - ia, mb + 1 - ia):
+            out[k] = cost[k] + _wsoftmin2(dg[k], hz[k], gamma, inv_gamma, hard)
+        for k in range(mb + 1 - ia, ib + 1 - ia):
+            out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, hard)
+
+
+@njit(inline="always", **_JIT)
+def _wave_weights3(e, d, h, v, inv_gamma, one):
+    """What a cell with E = e pushes to its horizontal, vertical and diagonal predecessors (R values h, v, d): e
+    times the normalised soft-min weights.  Scalars only: an inlined helper taking arrays brings numba's
+    reference-count calls into the loop, which then is not vectorised."""
+    m = min(min(d, h), v)
+    wd = _wexp((m - d) * inv_gamma)
+    wh = _wexp((m - h) * inv_gamma)
+    wv = _wexp((m - v) * inv_gamma)
+    scale = e / max(wd + wh + wv, one)
+    return wh * scale, wv * scale, wd * scale
+
+
+@njit(inline="always", **_JIT)
+def _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, H0, V0, G0, H1, V1, G1, H2, V2, G2):
+    """C (diagonal layout) = E = dScore / dR for every inner cell: the expected alignment.
+
+    H*, V*, G* [Lr + 2] (separate arrays): three sets (one per diagonal s, s + 1, s + 2, rotating) of three vectors, the pushes of one
+    diagonal indexed by the source cell's row I: H[I] to its horizontal predecessor (same I, diagonal s - 1), V[I]
+    to the vertical one (I - 1, diagonal s - 1), G[I] to the diagonal one (I - 1, diagonal s - 2).  Cell I of
+    diagonal s then reads its E as H(s+1)[I] + V(s+1)[I + 1] + G(s+2)[I + 1]; the entries just outside each
+    diagonal's run are kept at 0 (no such source).  (The three directions interleaved in one vector, P[3I + c],
+    kept the push loop scalar: LLVM does not vectorise that store group.)"""
+    zero = R.dtype.type(0.0)
+    one = R.dtype.type(1.0)
+    for t in range(Lr + 2):
+        H0[t] = zero
+        V0[t] = zero
+        G0[t] = zero
+        H1[t] = zero
+        V1[t] = zero
+        G1[t] = zero
+        H2[t] = zero
+        V2[t] = zero
+        G2[t] = zero
+    H1[Lr] = one  # the seed: dScore / dR[end] = 1, read by the end cell as a horizontal push
+    for s in range(Lr + Wr, 1, -1):
+        b0 = base[s]
+        b1 = base[s - 1]
+        b2 = base[s - 2]
+        ia = max(1, s - Wr)
+        ib = min(Lr, s - 1)
+        n = ib + 1 - ia
+        e_o = C[b0 + ia:b0 + ia + n]
+        eh = H1[ia:ia + n]
+        ev = V1[ia + 1:ia + 1 + n]
+        eg = G2[ia + 1:ia + 1 + n]
+        for k in range(n):
+            e_o[k] = eh[k] + ev[k] + eg[k]
+        dg = R[b2 + ia - 1:b2 + ia - 1 + n]
+        hz = R[b1 + ia:b1 + ia + n]
+        vt = R[b1 + ia - 1:b1 + ia - 1 + n]
+        ph = H0[ia:ia + n]
+        pv = V0[ia:ia + n]
+        pd = G0[ia:ia + n]
+        ma, mb = _wave_mid(s, ia, ib, Wr, otam)
+        for k in range(ma - ia):
+            ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
+        for k in range(ma - ia, mb + 1 - ia):
+            # no vertical move: the smaller predecessor has weight 1, the other exp(-|d - h| / gamma)
+            d = dg[k]
+            h = hz[k]
+            w = _wexp(-abs(d - h) * inv_gamma)
+            wd = one if d <= h else w
+            wh = w if d <= h else one
+            scale = e_o[k] / (one + w)
+            ph[k] = wh * scale
+            pv[k] = zero
+            pd[k] = wd * scale
+        for k in range(mb + 1 - ia, n):
+            ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
+        H0[ia - 1] = zero
+        V0[ia - 1] = zero
+        G0[ia - 1] = zero
+        H0[ib + 1] = zero
+        V0[ib + 1] = zero
+        G0[ib + 1] = zero
+        H2, V2, G2, H1, V1, G1, H0, V0, G0 = H1, V1, G1, H0, V0, G0, H2, V2, G2
+
+
+@njit(inline="always", **_JIT)
+def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, R, C, base, work):
+    """One pass of problem b: out[b] (= if first, else +=) its soft score, A[b] += its expected alignment."""
+    if lengths.shape[0] > 0:
+        rows = lengths[b, 0]
+        cols = lengths[b, 1]
+    else:
+        rows = D.shape[1]
+        cols = D.shape[2]
+    Lr = cols if transpose else rows
+    ncols = rows if transpose else cols
+    Wr = ncols + 2 * offset
+    _wave_bases(base, Lr, Wr)
+    _wave_load(D, b, C, base, Lr, Wr, ncols, otam, offset, transpose)
+    _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, False)
+    score = R[base[Lr + Wr] + Lr]
+    if first:
+        out[b] = score
+    else:
+        out[b] += score
+    _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, work[0], work[1], work[2], work[3], work[4], work[5],
+                   work[6], work[7], work[8])
+    _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose)
+
+
+@njit(cache=True, **_JIT)
+def _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, b_lo, b_hi):
+    """Problems b_lo .. b_hi - 1 one after the other with the wavefront schedule: out[b] = the soft score and
+    A[b] += the expected alignment of the pass (otam, offset) and, with two_way, of the same pass on D^T."""
+    L0 = D.shape[1]
+    M0 = D.shape[2]
+    cells = (L0 + 1) * (M0 + 2 * offset + 1)
+    if two_way:
+        cells = max(cells, (M0 + 1) * (L0 + 2 * offset + 1))
+    R = np.empty(cells, A.dtype)
+    C = np.empty(cells, A.dtype)
+    base = np.empty(L0 + M0 + 2 * offset + 1, np.int64)
+    nw = max(L0, M0) + 2
+    work = (np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
+            np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
+            np.empty(nw, A.dtype))
+    inv_gamma = A.dtype.type(1.0) / gamma
+    for b in range(b_lo, b_hi):
+        _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, R, C, base, work)
+        if two_way:
+            _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, R, C, base, work)
+
+
+@njit(parallel=True, cache=True, **_JIT)
+def _wave_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_parts):
+    """_wave_problems over all problems, split into n_parts contiguous ranges (one per thread)."""
+    B = D.shape[0]
+    for p in prange(n_parts):
+        _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, p * B // n_parts, (p + 1) * B // n_parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Host wrappers
 # ----------------------------------------------------------------------------------------------------------------
 # Below this many grid cells per call the kernels run serially: a thread launch costs more than it saves, and on a
@@ -471,6 +795,18 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 PARALLEL_MIN_CELLS = 65536
 _LANES = 64  # lanes per chunk (4 AVX-512 float32 vectors; LLVM unrolls the lane loop by 4)
 _FULL = np.zeros((0, 2), np.int64)  # "no lengths": every item uses the whole of D
+
+
+WAVEFRONT = None  # None: choose by shape (use_wavefront); True / False: force one schedule (tests, benchmarks)
+
+
+def use_wavefront(B: int, L: int, W: int) -> bool:
+    """Whether a call on B grids of L x W cells runs the wavefront schedule (one problem at a time, SIMD along the
+    anti-diagonals) rather than the lane schedule (SIMD across problems, 64 at a time)."""
+    if WAVEFRONT is not None:
+        return WAVEFRONT
+    # below 64 problems the lanes are partly empty; below 16 cells a side the diagonals are too short for SIMD
+    return B < _LANES and min(L, W) >= 16
 
 
 def _parts(n_chunks: int, cells: int) -> int:
@@ -494,7 +830,7 @@ def cpu_scores(
     Lg, Wg = align_pass.grid_shape(L, M)
     NC = -(-B // _LANES)
     parts = _parts(NC, B * Lg * Wg)
-    R = np.empty((NC, Lg + 1, Wg + 1, _LANES), _np_dtype(D))
+    R = np.empty((NC, Lg + 1, Wg + 1, min(B, _LANES)), _np_dtype(D))
     out = np.empty(B, R.dtype)
     args = (D.detach().numpy(), _lengths_np(lengths), R.dtype.type(gamma), hard, align_pass.otam,
             align_pass.offset, align_pass.transpose, R, out)
@@ -535,9 +871,17 @@ def cpu_scores_alignment(
     A = np.zeros(shape, D_np.dtype)
     out = np.empty(shape[:-2], D_np.dtype)
     NC = -(-B // _LANES)
-    parts = _parts(NC, B * L * (M + 2 * offset) * len(passes))
+    cells = B * L * (M + 2 * offset) * len(passes)
     args = (D_np.reshape(B, L, M), _lengths_np(lengths), D_np.dtype.type(gamma), otam, offset, two_way,
             out.reshape(B), A.reshape(B, L, M))
+    if use_wavefront(B, L, M + 2 * offset):
+        parts = _parts(B, cells)
+        if parts == 1:
+            _wave_problems(*args, 0, B)
+        else:
+            _wave_kernel(*args, parts)
+        return torch.from_numpy(out), torch.from_numpy(A)
+    parts = _parts(NC, cells)
     if parts == 1:
         _score_alignment_chunks(*args, 0, NC)
     else:
