@@ -26,29 +26,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tempclr.utils.fileio import load_captions
 from tempclr.utils.shardedtensor import ShardedTensor
 
 __all__ = ["load_captions", "load_bert_tokenizer", "tokenize_captions", "caption_arrays", "pretokenize",
            "default_prefix"]
 
 PAD_ID = -1
-
-
-def load_captions(caption_path: str) -> dict[str, Any]:
-    """``id -> {"start", "end", "text"}`` from a ``.json`` or ``.pkl`` caption file (values may be json strings)."""
-    if not os.path.isfile(caption_path):
-        raise FileNotFoundError(f"caption file not found: {caption_path}")
-    if caption_path.endswith(".json"):
-        with open(caption_path, encoding="utf-8") as f:
-            captions = json.load(f)
-    elif caption_path.endswith(".pkl"):
-        with open(caption_path, "rb") as f:
-            captions = pickle.load(f)
-    else:
-        raise ValueError(f"{caption_path}: caption file must end in .json or .pkl")
-    if not isinstance(captions, dict):
-        raise ValueError(f"{caption_path}: expected a dict video_id -> captions, got {type(captions).__name__}")
-    return captions
 
 
 def _video_captions(captions: dict[str, Any], video_id: str, caption_path: str) -> dict[str, list]:

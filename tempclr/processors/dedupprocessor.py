@@ -38,14 +38,15 @@ import argparse
 import json
 import math
 import os
-import pickle
 import random
 import sys
 from typing import Any, Mapping, Optional, Protocol
 
 import numpy as np
 
-__all__ = ["CaptionDedupProcessor", "dedup_caption", "video_rng", "load_raw_captions", "main"]
+from tempclr.utils.fileio import load_captions
+
+__all__ = ["CaptionDedupProcessor", "dedup_caption", "video_rng", "main"]
 
 END_TOLERANCE = 0.001
 
@@ -114,23 +115,6 @@ def dedup_caption(caption: Mapping[str, Any], rng: _Draws, video_id: str = "?") 
     return {"start": starts, "end": ends, "text": texts}
 
 
-def load_raw_captions(path: str) -> dict[str, Any]:
-    """``video_id -> {"start", "end", "text"}`` (or its json string) from a ``.json`` or ``.pkl`` file."""
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"caption file not found: {path}")
-    if path.endswith(".json"):
-        with open(path, encoding="utf-8") as f:
-            captions = json.load(f)
-    elif path.endswith(".pkl"):
-        with open(path, "rb") as f:
-            captions = pickle.load(f)
-    else:
-        raise ValueError(f"{path}: caption file must end in .json or .pkl")
-    if not isinstance(captions, dict):
-        raise ValueError(f"{path}: expected a dict video_id -> captions, got {type(captions).__name__}")
-    return captions
-
-
 def _feature_length(feat_dir: Optional[str], video_id: str) -> Optional[int]:
     if feat_dir is None:
         return None
@@ -155,7 +139,7 @@ class CaptionDedupProcessor:
 
     def __init__(self, pkl_file: str, seed: int = 0, feat_dir: Optional[str] = None) -> None:
         self.source = pkl_file
-        self.data = load_raw_captions(pkl_file)
+        self.data = load_captions(pkl_file)
         self.seed = seed
         self.feat_dir = feat_dir
         self.stat: dict[str, list] = {"t_clip_len": [], "video_len": [], "clip_tps": [], "video_tps": [],

@@ -113,3 +113,24 @@ def load_npy(path: str, mmap_mode: str | None = None, fix: str = ""):
     if problem is not None:
         raise ValueError(f"{path} is {problem}" + (f"; {fix}" if fix else ""))
     return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+
+
+def load_captions(caption_path: str) -> dict[str, Any]:
+    """``id -> {"start", "end", "text"}`` from a ``.json`` or ``.pkl`` caption file (values may be json strings,
+    as the caption dedup step writes them).  Shared by the dedup step and the pretokenisation."""
+    import json
+    import pickle
+
+    if not os.path.isfile(caption_path):
+        raise FileNotFoundError(f"caption file not found: {caption_path}")
+    if caption_path.endswith(".json"):
+        with open(caption_path, encoding="utf-8") as f:
+            captions = json.load(f)
+    elif caption_path.endswith(".pkl"):
+        with open(caption_path, "rb") as f:
+            captions = pickle.load(f)
+    else:
+        raise ValueError(f"{caption_path}: caption file must end in .json or .pkl")
+    if not isinstance(captions, dict):
+        raise ValueError(f"{caption_path}: expected a dict video_id -> captions, got {type(captions).__name__}")
+    return captions
