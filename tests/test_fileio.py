@@ -38,3 +38,25 @@ def test_atomic_dir_replaces_only_on_success(tmp_path):
     with atomic_dir(str(out)) as tmp:
         open(os.path.join(tmp, "v3"), "w").write("3")
     assert os.listdir(out) == ["v3"] and os.listdir(tmp_path) == ["release"]
+
+
+def test_outputs_get_the_umask_permissions_not_the_temp_files(tmp_path):
+    """Temp files are private (0600) while being written; what lands in place has the mode a plain open() would
+    give (0644 under umask 022), so features and checkpoints on a shared cluster stay readable by the group."""
+    old = os.umask(0o022)
+    try:
+        write_json_atomic(str(tmp_path / "a.json"), {"a": 1})
+        write_pickle_atomic(str(tmp_path / "b.pkl"), [1])
+        with atomic_dir(str(tmp_path / "release")) as folder:
+            open(os.path.join(folder, "x"), "w").write("x")
+        from tempclr.utils.shardedtensor import write_sharded
+        import numpy as np
+        write_sharded(str(tmp_path / "shard"), [2], (3,), np.float32, [np.zeros((2, 3), np.float32)])
+        os.umask(0o027)
+        write_json_atomic(str(tmp_path / "c.json"), {})
+    finally:
+        os.umask(old)
+    modes = {name: os.stat(tmp_path / name).st_mode & 0o777
+             for name in ("a.json", "b.pkl", "release", "shard_data.npy", "shard_starts.npy", "c.json")}
+    assert modes == {"a.json": 0o644, "b.pkl": 0o644, "release": 0o755, "shard_data.npy": 0o644,
+                     "shard_starts.npy": 0o644, "c.json": 0o640}

@@ -13,6 +13,15 @@ import tempfile
 from typing import Any, Callable, Iterator
 
 
+def umask_mode(directory: bool = False) -> int:
+    """The permissions a plain ``open()`` / ``os.mkdir()`` would give under the process umask (``0o644`` /
+    ``0o755`` for the usual 022).  Temp files and folders are created private (0600 / 0700); what the atomic
+    writers move into place gets these instead, so outputs are readable by the group as any other file."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str, suffix: str = ".tmp") -> Iterator[str]:
     """Yield a fresh temp path in ``path``'s folder (created if needed); when the block succeeds the temp file is
@@ -24,6 +33,7 @@ def atomic_path(path: str, suffix: str = ".tmp") -> Iterator[str]:
     os.close(fd)
     try:
         yield tmp
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -56,7 +66,7 @@ def atomic_dir(out_dir: str) -> Iterator[str]:
     tmp = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.tmp-", dir=parent)
     try:
         yield tmp
-        os.chmod(tmp, 0o755)
+        os.chmod(tmp, umask_mode(directory=True))
         if os.path.lexists(out_dir):
             old = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.old-", dir=parent)
             os.replace(out_dir, os.path.join(old, "previous"))

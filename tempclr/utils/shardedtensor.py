@@ -21,7 +21,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .fileio import load_npy, save_npy_atomic
+from .fileio import load_npy, save_npy_atomic, umask_mode
 
 __all__ = ["ShardedTensor", "write_sharded", "shard_paths"]
 
@@ -93,6 +93,7 @@ def write_sharded(path_prefix: str, lengths: Sequence[int], row_shape: tuple[int
             del data
         else:
             np.save(tmp, data, allow_pickle=False)
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, data_path)
     except BaseException:
         if os.path.exists(tmp):
