@@ -170,7 +170,11 @@ def _query_minima(scores, r_index, r0, L, c_index, minima):
 def _select_windows(minima, c_index, c0, W, k, order, flags, picked):
     """The ``k`` windows of the candidate (positions c0 .. c0 + W - 1 of c_index) with the smallest minima, in
     temporal order, written to picked[:k] as score-matrix columns; on an exact tie the earlier window wins.
-    order / flags: scratch of length >= W."""
+    order / flags: scratch of length >= W.  With k >= W every window is kept (no sort)."""
+    if k >= W:
+        for n in range(W):
+            picked[n] = c_index[c0 + n]
+        return
     # stable insertion sort of the window numbers by their minima (W is a few dozen at most)
     for w in range(W):
         n = w
@@ -204,11 +208,7 @@ def _kept_windows_rows(scores, r_index, r_starts, r_lens, c_index, c_starts, c_l
             W = c_lens[c]
             k = min(keep[q], W)
             counts[q, c] = k
-            if k < W:
-                _select_windows(minima, c_index, c_starts[c], W, k, order, flags, kept[q, c])
-            else:
-                for n in range(W):
-                    kept[q, c, n] = c_index[c_starts[c] + n]
+            _select_windows(minima, c_index, c_starts[c], W, k, order, flags, kept[q, c])
             for n in range(k, Kmax):
                 kept[q, c, n] = -1
 
@@ -243,11 +243,7 @@ def _pair_costs_rows(scores, r_index, r_starts, r_lens, c_index, c_starts, c_len
             c0 = c_starts[c]
             W = c_lens[c]
             K = min(keep[q], W)
-            if K < W:
-                _select_windows(minima, c_index, c0, W, K, order, flags, picked)
-            else:
-                for n in range(K):
-                    picked[n] = c_index[c0 + n]
+            _select_windows(minima, c_index, c0, W, K, order, flags, picked)
             for l in range(L):
                 row = r_index[r0 + l]
                 for n in range(K):
