@@ -5,6 +5,7 @@ per epoch in ``FairseqMMTask.get_batch_iterator`` and test-time items seed it pe
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import pickle
@@ -53,20 +54,30 @@ class ShardedHow2MetaProcessor(MetaProcessor):
         return self.data[idx], self.data[idx]
 
 
+@functools.lru_cache(maxsize=8)
+def _load_pickle(path: str, mtime_ns: int, size: int) -> Any:
+    """The unpickled file, read once per version of it (the key holds its mtime and size): a split's meta
+    processor, video processor and text processor, and the retrieval pass of every epoch, all need the shard
+    meta, which for HowTo100M lists a million videos.  Callers must not modify the result."""
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _shard_meta(vfeat_dir: str, split: str) -> Dict[Any, List[str]]:
+    """``{shard_id: [video_id, ...]}`` of ``<vfeat_dir>/<train|val>_meta.pkl``."""
+    path = require_file(os.path.join(vfeat_dir, f"{shard_split_name(split)}_meta.pkl"), "vfeat_dir", SHARD_HOW)
+    stat = os.stat(path)
+    return _load_pickle(os.path.abspath(path), stat.st_mtime_ns, stat.st_size)
+
+
 def read_shard_meta(vfeat_dir: str, split: str) -> Dict[str, Tuple[int, int]]:
     """``video_id -> (shard_id, index_in_shard)`` from ``<vfeat_dir>/<train|val>_meta.pkl``."""
-    path = require_file(os.path.join(vfeat_dir, f"{shard_split_name(split)}_meta.pkl"), "vfeat_dir", SHARD_HOW)
-    with open(path, "rb") as f:
-        meta = pickle.load(f)
-    return {vid: (int(shard), i) for shard, vids in meta.items() for i, vid in enumerate(vids)}
+    return {vid: (int(shard), i) for shard, vids in _shard_meta(vfeat_dir, split).items() for i, vid in enumerate(vids)}
 
 
 def shard_counts(vfeat_dir: str, split: str) -> Dict[int, int]:
     """``shard_id -> number of videos`` the shard meta ``<vfeat_dir>/<train|val>_meta.pkl`` lists."""
-    counts: Dict[int, int] = {}
-    for shard, _ in read_shard_meta(vfeat_dir, split).values():
-        counts[shard] = counts.get(shard, 0) + 1
-    return counts
+    return {int(shard): len(vids) for shard, vids in _shard_meta(vfeat_dir, split).items()}
 
 
 class _ShardCache:
