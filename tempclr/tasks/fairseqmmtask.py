@@ -1,8 +1,6 @@
 """fairseq task ``mmtask``: adapts a tempclr :class:`Task` to fairseq-train."""
 from __future__ import annotations
 
-import random
-
 from fairseq.tasks import LegacyFairseqTask, register_task
 
 from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
@@ -47,10 +45,10 @@ class FairseqMMTask(LegacyFairseqTask):
                            ignore_invalid_inputs=False, required_batch_size_multiple=1, seed=1, num_shards=1,
                            shard_id=0, num_workers=0, epoch=1, data_buffer_size=0, disable_iterator_cache=False,
                            skip_remainder_batch=False, grouped_shuffling=False, update_epoch_batch_itr=False):
-        """Seeds Python ``random`` with the epoch, calls the task's :meth:`~tempclr.tasks.task.Task.before_epoch`
-        for the training set (retrieval tasks regroup it there; then no iterator cache), and batches with
-        ``required_batch_size_multiple=1`` (fairseq's default of 8 would silently drop items)."""
-        random.seed(epoch)
+        """Calls the task's :meth:`~tempclr.tasks.task.Task.before_epoch` for the training set (retrieval tasks
+        regroup it there, seeded by the epoch; then no iterator cache), and batches with
+        ``required_batch_size_multiple=1`` (fairseq's default of 8 would silently drop items).  The items' own
+        random draws are seeded per item by :class:`~tempclr.datasets.fairseqmmdataset.FairseqMMDataset`."""
         if dataset.mmdataset is self.mmtask.train_data and self.mmtask.before_epoch(epoch):
             disable_iterator_cache = True
         return super().get_batch_iterator(
