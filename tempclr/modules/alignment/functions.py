@@ -175,6 +175,14 @@ def _backward(ctx, grad):
 _backward_once = once_differentiable(_backward)
 
 
+def _real_part(lengths: torch.Tensor, L: int, M: int, device: torch.device) -> torch.Tensor:
+    """Bool [B, L, M]: True inside each item's first ``lengths[b] = (rows, cols)`` rows and columns."""
+    lengths = lengths.to(device)
+    rows = torch.arange(L, device=device)[None, :, None] < lengths[:, 0, None, None]
+    cols = torch.arange(M, device=device)[None, None, :] < lengths[:, 1, None, None]
+    return rows & cols
+
+
 def _nan_items(D: torch.Tensor, lengths: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
     """Bool [B] (B = prod of D's leading dims): items with a NaN inside their real part (the first ``lengths``
     rows and columns); None when D holds no NaN at all.  The screen is one sum (NaN if any cell is NaN; 6 us on
@@ -183,9 +191,7 @@ def _nan_items(D: torch.Tensor, lengths: Optional[torch.Tensor]) -> Optional[tor
         return None
     nan = torch.isnan(D.reshape(-1, D.shape[-2], D.shape[-1]))
     if lengths is not None:
-        rows = torch.arange(D.shape[-2], device=D.device)[None, :, None] < lengths[:, 0, None, None].to(D.device)
-        cols = torch.arange(D.shape[-1], device=D.device)[None, None, :] < lengths[:, 1, None, None].to(D.device)
-        nan = nan & rows & cols
+        nan = nan & _real_part(lengths, D.shape[-2], D.shape[-1], D.device)
     return nan.flatten(1).any(dim=1)
 
 
@@ -202,9 +208,8 @@ def _propagate_nan(D: torch.Tensor, lengths: Optional[torch.Tensor], values: tor
         flat = alignment.view(-1, alignment.shape[-2], alignment.shape[-1])
         poisoned = torch.full_like(flat[bad], float("nan"))
         if lengths is not None:  # padding keeps its exact zero gradient
-            rows = torch.arange(flat.shape[1], device=flat.device)[None, :, None] < lengths[bad, 0, None, None]
-            cols = torch.arange(flat.shape[2], device=flat.device)[None, None, :] < lengths[bad, 1, None, None]
-            poisoned = torch.where(rows & cols, poisoned, torch.zeros_like(poisoned))
+            inside = _real_part(lengths[bad.to(lengths.device)], flat.shape[1], flat.shape[2], flat.device)
+            poisoned = torch.where(inside, poisoned, torch.zeros_like(poisoned))
         flat[bad] = poisoned
 
 
