@@ -19,7 +19,7 @@ from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import register
 from tempclr.utils.shardedtensor import ShardedTensor, shard_paths
 
-from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, Processor, require_file
+from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, Processor, nonfinite_row, require_file
 
 SHARD_HOW = "build the shards with scripts/shard_feature.py and scripts/pretokenization.py " \
             "(or run scripts/make_demo_data.py for the demo)"
@@ -117,8 +117,8 @@ class ShardedVideoProcessor(Processor):
 
     def __call__(self, key: Tuple[str, int, int, int]) -> np.ndarray:
         features = self.cache.get(key[2])[key[3]]
-        if not np.isfinite(features).all():
-            row = int(np.argwhere(~np.isfinite(features))[0, 0])
+        row = nonfinite_row(features)
+        if row is not None:
             raise ValueError(f"video {key[0]}: NaN or inf in its features (second {row}) in "
                              f"{shard_paths(self.prefix_format.format(key[2]))[1]}; re-extract its features "
                              "(scripts/check_data.py lists every such video)")

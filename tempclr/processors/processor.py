@@ -89,6 +89,14 @@ class TextProcessor(Processor):
         return [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
 
+def nonfinite_row(features: np.ndarray) -> Optional[int]:
+    """The first row (second) of ``features [T, D]`` holding a NaN or inf, or None when all are finite."""
+    finite = np.isfinite(features)
+    if finite.all():
+        return None
+    return int(np.argwhere(~finite)[0, 0])
+
+
 @register("video_processor")
 class VideoProcessor(Processor):
     """Video id → ``np.load(<vfeat_dir>/<id>.npy)``, ``[T, 512]``."""
@@ -104,8 +112,8 @@ class VideoProcessor(Processor):
                                     "it must hold S3D features, one float16 [T, 512] .npy per video "
                                     "(README 'Real data and checkpoints')")
         features = load_npy(path, fix="re-extract this video's features")
-        if not np.isfinite(features).all():
-            row = int(np.argwhere(~np.isfinite(features))[0, 0])
+        row = nonfinite_row(features)
+        if row is not None:
             raise ValueError(f"{path}: NaN or inf in the video features (second {row}); re-extract this video's "
                              "features (scripts/check_data.py lists every such file)")
         return features
