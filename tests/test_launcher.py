@@ -56,6 +56,7 @@ def test_cpu_adaptation(in_repo, monkeypatch, capsys, config, flags):
 
 @pytest.mark.parametrize("jobtype,world", [("local_small", 2), ("local_big", 8)])
 def test_world_size_job_types(in_repo, monkeypatch, jobtype, world):
+    monkeypatch.setattr(localjob, "_cuda_device_count", lambda: 8)
     assert command("configs/how2.yaml", jobtype, True, monkeypatch).endswith(f"--distributed-world-size {world}")
 
 

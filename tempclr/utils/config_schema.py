@@ -39,9 +39,9 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, ...]]] = {
     "": {
         "includes": STR, "task_type": STR, "task": STR, "metric": STR, "predictor": STR,
         "vectorpool_cls": STR, "retriever_cls": STR, "retri_epoch": INT, "retri_centroids": INT,
-        "retri_db_type": STR, "num_cands": INT,
+        "retri_db_type": STR, "num_cands": INT, "slurm_config": STR,
         "dataset": SECTION, "fairseq": SECTION, "model": SECTION, "loss": SECTION, "alignment": SECTION,
-        "eval": SECTION,
+        "eval": SECTION, "slurm": SECTION,
     },
     "dataset": {
         # parts and split
@@ -66,11 +66,15 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, ...]]] = {
     "loss": {"loss_cls": STR},
     "alignment": {},  # filled from AlignmentSettings below
     "eval": {"save_path": STR, "metric_compat": STR},
+    # read by tempclr_cli/slurmjob.py, which checks the values
+    "slurm": {"nodes": INT, "gpus_per_node": INT, "ranks_per_node": INT, "cpus_per_task": INT, "port": INT,
+              "mem": STR, "time": STR, "partition": STR, "account": STR, "qos": STR, "constraint": STR,
+              "job_name": STR, "requeue": BOOL, "setup": ANY},
 }
 
 # keys of the original configs that nothing in tempclr reads: accepted, ignored
 IGNORED: Dict[str, Dict[str, str]] = {
-    "": {"slurm_config": "the SLURM job size of the original launcher; tempclr's launcher runs local jobs"},
+    "": {},
     "dataset": {
         "lazy_vfeat_mask": "MMPT masked-frame modelling, not used by VideoCLIP/TempCLR",
         "mfm_probability": "MMPT masked-frame modelling, not used by VideoCLIP/TempCLR",
