@@ -123,3 +123,25 @@ def odd_demo(tmp_path_factory):
 
 def test_uneven_shares_drop_the_sampler_padding(tmp_path, odd_demo):
     assert_two_ranks_equal_one_process(tmp_path, odd_demo, 17)
+
+
+def test_gather_orders_by_dataset_index_and_drops_repeats():
+    """In one process ``gather`` does what it does after collecting every rank's rows: order them by dataset
+    index, keep the first row of a repeated index, and insist on every index exactly once."""
+    from tempclr.modules.vectorpool import VideoVectorPool
+
+    pool = VideoVectorPool()
+    pool.add(["b", "a", "c", "a"], np.arange(8, dtype=np.float32).reshape(4, 2), indices=[1, 0, 2, 0])
+    pool.gather(3)
+    assert pool.ids == ["a", "b", "c"] and pool.indices == [0, 1, 2]
+    np.testing.assert_array_equal(pool.matrix(), [[2, 3], [0, 1], [4, 5]])
+    with pytest.raises(ValueError) as error:
+        pool.gather(4)
+    assert str(error.value) == ("the gathered pool should hold dataset indices 0..3 once each: 1 missing (first [3]), "
+                                "0 outside (first []); every item must be embedded by some rank")
+    clash = VideoVectorPool()
+    clash.add(["a", "z"], np.zeros((2, 2), np.float32), indices=[0, 0])
+    with pytest.raises(ValueError) as error:
+        clash.gather(1)
+    assert str(error.value) == ("dataset index 0 was embedded as 'a' and as 'z': the ranks do not read the same "
+                                "dataset")
