@@ -1,4 +1,4 @@
 from .retri import VectorRetriever
-from .vectorpool import VectorPool, VideoVectorPool
+from .vectorpool import DistributedVectorPool, DistributedVideoVectorPool, VectorPool, VideoVectorPool
 
-__all__ = ["VectorRetriever", "VectorPool", "VideoVectorPool"]
+__all__ = ["VectorRetriever", "VectorPool", "VideoVectorPool", "DistributedVectorPool", "DistributedVideoVectorPool"]

@@ -2,31 +2,49 @@
 
 Before each training epoch ≥ ``retri_epoch``: embed every training video (mean over sampled clips of
 ``(pooled_video + pooled_text)/2``), index them with faiss, and regroup the training set so each batch holds a
-seed video and its nearest neighbours — hard negatives for the contrastive loss.  Works in one process; with a
-process group each rank embeds its shard, writes its groups and all ranks read all groups.
+seed video and its nearest neighbours — hard negatives for the contrastive loss.
+
+With a process group the result is the single-process one, whatever the number of ranks: each rank embeds its
+share of the videos (each video's clips drawn from a seed of its own, so the share does not matter), the vectors
+are gathered onto every rank in dataset order, rank 0 builds the groups over all videos, writes them to
+``<save_dir>/retri/batched_e<epoch>_videos0.pkl`` and sends them to the other ranks; fairseq then deals the
+epoch's batches (one group each) out to the ranks.  The original built groups per rank over that rank's videos.
 """
 from __future__ import annotations
 
+import glob
+import logging
 import os
 import pickle
 import random
-from typing import Any, Dict, List
+import time
+from typing import Any, Callable, Dict, List, Optional
 
 import torch
 from torch.utils.data import DataLoader
 
 from tempclr.modules.vectorpool import VideoVectorPool
-from tempclr.utils import get_rank, get_world_size, set_seed
+from tempclr.utils import broadcast_object, get_rank, get_world_size, set_seed
 from tempclr.utils.fileio import write_pickle_atomic
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import lookup, register
 
 from .task import Task
 
+logger = logging.getLogger(__name__)
+
 
 @register("task")
 class RetriTask(Task):
-    """A task whose training groups are rebuilt by retrieval before each epoch."""
+    """A task whose training groups are rebuilt by retrieval before each epoch.
+
+    ``retrieval_timings``: after each pass, this rank's seconds for ``embed`` (the model over its share of the
+    videos), ``gather`` (collecting every rank's vectors), ``retrieval`` (index, search and grouping on rank 0;
+    waiting for them elsewhere) and ``total``; rank 0 logs them, one line per pass."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.retrieval_timings: Dict[str, float] = {}
 
     def reshape_subsample(self, sample: Dict[str, Any]) -> Dict[str, Any]:
         return {k: self.flat_subsample(v) if torch.is_tensor(v) else v for k, v in sample.items()}
@@ -46,24 +64,59 @@ class RetriTask(Task):
     def retri_dir(self) -> str:
         return os.path.join(str(cfg_get(self.config, "fairseq.checkpoint.save_dir")), "retri")
 
-    def group_file(self, epoch: int, rank: int) -> str:
+    def group_file(self, epoch: int, rank: int = 0) -> str:
+        """The group file of ``epoch`` (only rank 0's, ``rank=0``, is written: the groups span all ranks)."""
         return os.path.join(self.retri_dir(), f"batched_e{epoch}_videos{rank}.pkl")
 
     def retrive_candidates(self, epoch: int, model=None) -> List[List[str]]:
-        """Rebuild the training groups for ``epoch`` (skipped when this rank's group file exists) and hand
-        them to the training meta processor.  Returns the groups."""
-        rank, world_size = get_rank(), get_world_size()
-        if not os.path.isfile(self.group_file(epoch, rank)):
-            groups = self.build_groups(epoch, model if model is not None else self.model)
-            write_pickle_atomic(self.group_file(epoch, rank), groups)
-        if world_size > 1:
-            torch.distributed.barrier()
-        all_groups: List[List[str]] = []
-        for r in range(world_size):
-            with open(self.group_file(epoch, r), "rb") as f:
-                all_groups.extend(pickle.load(f))
-        self.train_data.meta_processor.set_candidates(all_groups)
-        return all_groups
+        """Rebuild the training groups for ``epoch`` and hand them to the training meta processor; returns
+        them (the same list on every rank).  All ranks of the default process group call this together.
+
+        Rank 0 decides for all: when its group file of ``epoch`` exists it is reused (resuming a run) and no rank
+        embeds; otherwise every rank embeds its share of the videos, rank 0 builds the groups over all of them
+        and writes the file.  Either way rank 0 sends the groups to the other ranks, so they need no access to
+        the file; an error on rank 0 is raised on every rank."""
+        started = time.perf_counter()
+        self.retrieval_timings = {"embed": 0.0, "gather": 0.0, "retrieval": 0.0}
+        groups = on_rank0(lambda: self.read_group_file(epoch))
+        reused = groups is not None
+        if not reused:
+            pool = self.embed_videos(epoch, model if model is not None else self.model)
+            searched = time.perf_counter()
+            groups = on_rank0(lambda: self.write_groups(epoch, self.group_by_retrieval(epoch, pool)))
+            self.retrieval_timings["retrieval"] = time.perf_counter() - searched
+        self.train_data.meta_processor.set_candidates(groups)
+        self.retrieval_timings["total"] = time.perf_counter() - started
+        if get_rank() == 0:
+            timings = self.retrieval_timings
+            if reused:
+                logger.info("retrieval epoch %d: reused %s (%d groups, %.2fs)", epoch, self.group_file(epoch),
+                            len(groups), timings["total"])
+            else:
+                logger.info("retrieval epoch %d on %d rank(s): %d groups; embed %.2fs, gather %.2fs, "
+                            "index+search %.2fs, total %.2fs", epoch, get_world_size(), len(groups),
+                            timings["embed"], timings["gather"], timings["retrieval"], timings["total"])
+        return groups
+
+    def read_group_file(self, epoch: int) -> Optional[List[List[str]]]:
+        """The groups of ``epoch``'s group file, or None when there is none.  Group files of other ranks are an
+        error: they come from the per-rank grouping of an older version, and the file of rank 0 alone would
+        silently drop the other ranks' groups."""
+        path = self.group_file(epoch)
+        per_rank = sorted(glob.glob(os.path.join(glob.escape(self.retri_dir()), f"batched_e{epoch}_videos[1-9]*.pkl")))
+        if per_rank:
+            names = ", ".join(os.path.basename(p) for p in per_rank)
+            raise ValueError(f"{self.retri_dir()}: {names} hold groups of epoch {epoch} built per rank by an older "
+                             f"version; groups now span all ranks, in {os.path.basename(path)} alone. Delete "
+                             f"batched_e{epoch}_videos*.pkl there to rebuild the epoch's groups")
+        if not os.path.isfile(path):
+            return None
+        with open(path, "rb") as f:
+            return pickle.load(f)
+
+    def write_groups(self, epoch: int, groups: List[List[str]]) -> List[List[str]]:
+        write_pickle_atomic(self.group_file(epoch), groups)
+        return groups
 
     def build_groups(self, epoch: int, model) -> List[List[str]]:
         pool = self.embed_videos(epoch, model)
@@ -78,14 +131,29 @@ class RetriTask(Task):
 
     @torch.no_grad()
     def embed_videos(self, epoch: int, model) -> VideoVectorPool:
-        dataset = self.build_embedding_dataset()
-        sampler = None
-        if get_world_size() > 1:
-            sampler = torch.utils.data.distributed.DistributedSampler(dataset, shuffle=False)
+        """The pool of every training video, in dataset order, on every rank (all ranks call this together).
+
+        Each rank embeds its share (``DistributedSampler`` without shuffling; the items it repeats to even out
+        the shares are dropped when gathering).  Item ``i``'s clips are drawn under
+        :func:`~tempclr.datasets.fairseqmmdataset.item_seed` ``(fairseq.common.seed, epoch, i)``, so a video's
+        vector does not depend on which rank embeds it or what that rank embedded before."""
+        from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
+
+        started = time.perf_counter()
+        dataset = FairseqMMDataset(self.build_embedding_dataset(), seed=int(cfg_get(self.config,
+                                                                                    "fairseq.common.seed", 1)))
+        dataset.set_epoch(epoch)
+        world_size = get_world_size()
+        if world_size > 1:
+            order = list(torch.utils.data.distributed.DistributedSampler(
+                dataset, num_replicas=world_size, rank=get_rank(), shuffle=False))
+        else:
+            order = list(range(len(dataset)))
+        batch_size = int(cfg_get(self.config, "dataset.num_video_per_batch", 16))
         num_workers = int(cfg_get(self.config, "fairseq.dataset.num_workers", 0))
         # forkserver: a forked worker would inherit fairseq's live epoch iterator and trip over it on exit
-        loader = DataLoader(dataset, batch_size=int(cfg_get(self.config, "dataset.num_video_per_batch", 16)),
-                            sampler=sampler, shuffle=False, collate_fn=dataset.collater, num_workers=num_workers,
+        loader = DataLoader(dataset, batch_size=batch_size, sampler=order, shuffle=False,
+                            collate_fn=dataset.collater, num_workers=num_workers,
                             multiprocessing_context="forkserver" if num_workers > 0 else None)
         set_seed(epoch)
         was_training = model.training
@@ -98,9 +166,14 @@ class RetriTask(Task):
                 outputs = model(**flatten_video_clips(batch, device, dtype))
                 num_videos, clips = batch["caps"].shape[:2]
                 pool.add_clips(batch["video_id"], outputs["pooled_video"].view(num_videos, clips, -1),
-                               outputs["pooled_text"].view(num_videos, clips, -1))
+                               outputs["pooled_text"].view(num_videos, clips, -1),
+                               indices=order[len(pool): len(pool) + num_videos])
         finally:
             model.train(was_training)
+        gathering = time.perf_counter()
+        pool.gather(len(dataset))
+        self.retrieval_timings["embed"] = gathering - started
+        self.retrieval_timings["gather"] = time.perf_counter() - gathering
         return pool
 
     def group_by_retrieval(self, epoch: int, pool: VideoVectorPool) -> List[List[str]]:
@@ -154,3 +227,23 @@ def flatten_video_clips(batch: Dict[str, Any], device: torch.device, dtype: torc
         value = batch[key].flatten(0, 1).to(device)
         out[key] = value.to(dtype) if value.is_floating_point() else value
     return out
+
+
+def on_rank0(build: Callable[[], Any]) -> Any:
+    """``build()`` run on rank 0, its result on every rank (all ranks call this together; in one process it just
+    runs ``build``).  When it raises on rank 0, rank 0 raises that error and every other rank a RuntimeError
+    quoting it, instead of waiting for a result that never comes."""
+    if get_world_size() == 1:
+        return build()
+    result, error = None, None
+    if get_rank() == 0:
+        try:
+            result = build()
+        except Exception as caught:  # noqa: BLE001 - re-raised below, on every rank
+            error = caught
+    shared, message = broadcast_object((result, None if error is None else f"{type(error).__name__}: {error}"))
+    if error is not None:
+        raise error
+    if message is not None:
+        raise RuntimeError(f"rank 0 failed building the retrieval groups: {message}")
+    return shared
