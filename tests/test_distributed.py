@@ -248,6 +248,42 @@ def run(cmd, **kw):
     return subprocess.run(cmd, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600, **kw)
 
 
+@pytest.mark.slow
+def test_two_cpu_ranks_train_like_one_process_with_the_same_global_batch(tmp_path, small_demo):
+    """``local_small`` on a CPU machine: 2 real gloo ranks train the demo (8 groups per epoch, 4 updates of 2
+    groups).  Only rank 0 logs and writes checkpoints; the validation loss after each epoch matches a single
+    process that accumulates 2 groups per update (``update_freq: [2]``): the same retrieval groups, the same
+    batches per update.  Without dropout (rank 1 would draw its masks from a fresh generator, the single process
+    continues rank 0's) they differ only in the order of float32 sums: tolerance 1e-3 relative (measured: equal to the 4 logged
+    decimals)."""
+    two_dir, one_dir = tmp_path / "two", tmp_path / "one"
+    epochs = (f"dataset:\n  bert_name: {without_dropout(tmp_path, small_demo)}\n"
+              "fairseq:\n  optimization:\n    max_epoch: 2\n")
+    two_config = overridden(tmp_path, small_demo_config(tmp_path, small_demo, two_dir), "two", epochs)
+    two = run([sys.executable, "locallaunch.py", two_config, "--jobtype", "local_small"])
+    log2 = two.stdout + two.stderr
+    assert two.returncode == 0, log2[-4000:]
+    one_config = overridden(tmp_path, small_demo_config(tmp_path, small_demo, one_dir), "one",
+                            epochs + "    update_freq: [2]\n")
+    one = run([sys.executable, "locallaunch.py", one_config, "--jobtype", "local_single"])
+    log1 = one.stdout + one.stderr
+    assert one.returncode == 0, log1[-4000:]
+    assert "training on 2 devices" in log2 and "training on 1 devices" in log1
+    # the same number of updates; the same validation losses
+    updates = re.findall(r"num_updates (\d+)", log2)
+    assert updates and updates == re.findall(r"num_updates (\d+)", log1)
+    v2, v1 = valid_losses(log2), valid_losses(log1)
+    assert len(v2) == len(v1) >= 2
+    for a, b in zip(v2, v1):
+        assert abs(a - b) <= 1e-3 * abs(b), (v2, v1)
+    # rank 1 logs nothing at INFO level and writes no checkpoint: every line and file exists once
+    assert log2.count("begin training epoch 1") == 1
+    saved = re.findall(r"Saved checkpoint (\S+)", log2)
+    assert saved and len(saved) == len(set(saved))
+    runs = [d for d in os.listdir(two_dir) if d.startswith("run_")]
+    assert runs == ["run_0"] and os.listdir(two_dir / "run_0")
+
+
 FAKE_SRUN = textwrap.dedent("""\
     #!{python}
     # stands in for SLURM's srun on a machine without SLURM: one task per SLURM_NTASKS on this node
