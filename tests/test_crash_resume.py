@@ -327,6 +327,7 @@ def test_fairseq_checkpoint_writes_and_copies_are_atomic(tmp_path):
         child = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=dict(ENV, TEMPCLR_TEST_FAULT=fault),
                                capture_output=True, text=True, timeout=300)
         assert child.returncode == -signal.SIGKILL, child.stderr[-3000:]
+        assert checkpoint_problem(str(target)) is None, fault
         assert torch.load(target, weights_only=True) == {"old": 1}, fault
         assert [name for name in os.listdir(tmp_path) if name.endswith(".tmp")], fault
         for name in os.listdir(tmp_path):
