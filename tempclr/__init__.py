@@ -2,8 +2,9 @@
 
 ``fairseq-train CONFIG --user-dir tempclr --task mmtask --arch mmarch --criterion mmloss`` imports this package
 after fairseq, which registers the fairseq task ``mmtask``, model ``mmmodel``, architecture ``mmarch`` and
-criterion ``mmloss``, and makes every checkpoint file fairseq writes appear only complete.  Imported on its own (kernels, metrics, processors) it does not pay for importing
-fairseq; call :func:`register_fairseq` to register the plugin in a process that drives fairseq itself.
+criterion ``mmloss``, and makes every checkpoint file fairseq writes appear only complete.  Imported on its own
+(kernels, metrics, processors) it does not pay for importing fairseq; call :func:`register_fairseq` to register
+the plugin in a process that drives fairseq itself.
 """
 import argparse
 import sys

@@ -23,7 +23,8 @@ class FairseqMMTask(LegacyFairseqTask):
         ``checkpoint_last.pt``, brought up to date (:func:`~tempclr.utils.checkpoint.prepare_save_dir`)."""
         save_dir = cfg_get(args, "save_dir")
         if save_dir is not None:  # fairseq resumes from <save_dir>/<restore_file> later: settle it now
-            prepare_save_dir(str(save_dir), str(cfg_get(args, "restore_file", "checkpoint_last.pt")))
+            prepare_save_dir(str(save_dir), str(cfg_get(args, "restore_file", "checkpoint_last.pt")),
+                             str(cfg_get(args, "checkpoint_suffix", "")))
         config = load_config(args)
         mmtask = Task.config_task(config)
         mmtask.build_dataset()

@@ -258,7 +258,7 @@ def remove_partial_checkpoints(save_dir: str) -> list[str]:
     return removed
 
 
-def _settle_resume(save_dir: str, restore_file: str) -> str:
+def _settle_resume(save_dir: str, restore_file: str, checkpoint_suffix: str = "") -> str:
     """Rank 0's part of :func:`prepare_save_dir`, under the lock; returns the file the resume reads."""
     from .fileio import copy_file_atomic
 
@@ -267,6 +267,10 @@ def _settle_resume(save_dir: str, restore_file: str) -> str:
     if restore_file != DEFAULT_RESTORE_FILE:  # the user named the file: fairseq reads that one, if it is readable
         check_resume_checkpoint(save_dir, restore_file)
         return _restore_path(save_dir, restore_file)
+    if checkpoint_suffix:  # sharded checkpoints (checkpoint_last<suffix>.pt): only checked, never replaced
+        suffixed = os.path.join(save_dir, f"checkpoint_last{checkpoint_suffix}.pt")
+        check_resume_checkpoint(save_dir, suffixed)
+        return suffixed
     last = os.path.join(save_dir, DEFAULT_RESTORE_FILE)
     newer = newer_checkpoint(save_dir)
     if newer is not None:
@@ -279,15 +283,16 @@ def _settle_resume(save_dir: str, restore_file: str) -> str:
     return last
 
 
-def prepare_save_dir(save_dir: str, restore_file: str = DEFAULT_RESTORE_FILE) -> str:
+def prepare_save_dir(save_dir: str, restore_file: str = DEFAULT_RESTORE_FILE, checkpoint_suffix: str = "") -> str:
     """Make ``save_dir`` this run's and settle what the run resumes from, before fairseq-train reads or writes
     anything there.  Returns the path fairseq will resume from (it may not exist: a fresh start).
 
     Rank 0 (the only rank that changes files) takes the ``save_dir`` lock for the life of the process
     (:mod:`tempclr.utils.save_dir_lock`), deletes partial checkpoint temp files, checks that the resume file is
     readable and, with the default ``restore_file``, copies a newer complete checkpoint onto
-    ``checkpoint_last.pt`` (:func:`newer_checkpoint`; one log line names both files).  With a process group every
-    rank then learns rank 0's verdict, so all resume from the same file or all fail with rank 0's error
+    ``checkpoint_last.pt`` (:func:`newer_checkpoint`; one log line names both files).  With fairseq's
+    ``checkpoint_suffix`` (sharded checkpoints) ``checkpoint_last<suffix>.pt`` is only checked.  With a process
+    group every rank then learns rank 0's verdict, so all resume from the same file or all fail with rank 0's error
     (``CheckpointError``, ``SaveDirInUseError``), none waiting forever for a failed rank 0."""
     import torch.distributed as dist
 
@@ -300,7 +305,7 @@ def prepare_save_dir(save_dir: str, restore_file: str = DEFAULT_RESTORE_FILE) ->
         taken = False
         try:
             taken = acquire_save_dir(save_dir)
-            verdict = ("ok", _settle_resume(save_dir, restore_file))
+            verdict = ("ok", _settle_resume(save_dir, restore_file, checkpoint_suffix))
         except Exception as error:  # every rank must hear of it, whatever it is
             failure = error
             verdict = (type(error).__name__, str(error))

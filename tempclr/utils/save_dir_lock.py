@@ -8,8 +8,9 @@ lives; a second run fails at once, naming the holder.  The kernel drops the lock
 pid), but it is only locked while its holder lives.
 
 The launcher takes the same lock for the moment it writes ``config.yaml`` (:func:`save_dir_locked`), so a second
-launch fails before it writes anything.  Notes: a process that ``fork``\\s children while holding the lock (data
-loader workers) shares it with them, so it is released when the last of them exits; ``flock`` needs a file system
+launch fails before it writes anything.  Notes: a process that forks children while holding the lock (data
+loader workers) shares it with them, so it is released when the last of them exits (workers of a killed run exit
+within seconds; the error says so when the recorded holder is gone); ``flock`` needs a file system
 that supports it (local disks, NFSv4; some cluster file systems need a mount option), and a file system that does
 not is reported, not ignored.
 """
@@ -46,9 +47,23 @@ def _holder_text(fd: int) -> str:
     """``pid P on host H (PROGRAM, since TIME)`` from the lock file, as far as the holder has written it."""
     try:
         info = json.loads(os.pread(fd, 4096, 0).decode("utf-8"))
-        return f"pid {info['pid']} on host {info['host']} ({info['program']}, since {info['since']})"
+        text = f"pid {info['pid']} on host {info['host']} ({info['program']}, since {info['since']})"
     except (OSError, ValueError, KeyError, TypeError):
         return "a process that has not written its pid yet"
+    if info["host"] == socket.gethostname() and not _alive(int(info["pid"])):
+        text += (" (that process has ended; processes it forked, such as data loader workers, still hold the lock "
+                 "and exit within seconds)")
+    return text
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def holds_save_dir(save_dir: str) -> bool:
