@@ -2,8 +2,9 @@
 
 ``fairseq-train CONFIG --user-dir tempclr --task mmtask --arch mmarch --criterion mmloss`` imports this package
 after fairseq, which registers the fairseq task ``mmtask``, model ``mmmodel``, architecture ``mmarch`` and
-criterion ``mmloss``.  Imported on its own (kernels, metrics, processors) it does not pay for importing
-fairseq; call :func:`register_fairseq` to register the plugin in a process that drives fairseq itself.
+criterion ``mmloss``, and makes every checkpoint file fairseq writes appear only complete.  Imported on its own
+(kernels, metrics, processors) it does not pay for importing fairseq; call :func:`register_fairseq` to register
+the plugin in a process that drives fairseq itself.
 """
 import argparse
 import sys
@@ -16,10 +17,14 @@ torch.serialization.add_safe_globals([argparse.Namespace])
 
 
 def register_fairseq() -> None:
-    """Register the fairseq task, model, architecture and criterion (idempotent)."""
+    """Register the fairseq task, model, architecture and criterion, and make fairseq's checkpoint writes and
+    copies atomic (:mod:`tempclr.tasks.fairseq_checkpoint_io`) (idempotent)."""
     from .losses import fairseqmmloss  # noqa: F401
     from .models import fairseqmmmodel  # noqa: F401
     from .tasks import fairseqmmtask  # noqa: F401
+    from .tasks.fairseq_checkpoint_io import install_atomic_checkpoint_writes
+
+    install_atomic_checkpoint_writes()
 
 
 if "fairseq" in sys.modules:  # imported as fairseq's --user-dir

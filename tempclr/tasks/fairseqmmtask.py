@@ -4,7 +4,7 @@ from __future__ import annotations
 from fairseq.tasks import LegacyFairseqTask, register_task
 
 from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
-from tempclr.utils.checkpoint import check_resume_checkpoint
+from tempclr.utils.checkpoint import prepare_save_dir
 from tempclr.utils.load_config import cfg_get, load_config
 
 from .task import Task
@@ -18,9 +18,13 @@ class FairseqMMTask(LegacyFairseqTask):
 
     @classmethod
     def setup_task(cls, args, **kwargs):
+        """Before anything is built or written: rank 0 takes the ``save_dir`` lock (a second run on it fails here),
+        and the file fairseq resumes from is checked and, after a crash between ``checkpointN.pt`` and its copy to
+        ``checkpoint_last.pt``, brought up to date (:func:`~tempclr.utils.checkpoint.prepare_save_dir`)."""
         save_dir = cfg_get(args, "save_dir")
-        if save_dir is not None:  # fairseq resumes from <save_dir>/<restore_file> later: fail now, by name
-            check_resume_checkpoint(str(save_dir), str(cfg_get(args, "restore_file", "checkpoint_last.pt")))
+        if save_dir is not None:  # fairseq resumes from <save_dir>/<restore_file> later: settle it now
+            prepare_save_dir(str(save_dir), str(cfg_get(args, "restore_file", "checkpoint_last.pt")),
+                             str(cfg_get(args, "checkpoint_suffix", "")))
         config = load_config(args)
         mmtask = Task.config_task(config)
         mmtask.build_dataset()

@@ -22,23 +22,68 @@ def umask_mode(directory: bool = False) -> int:
     return (0o777 if directory else 0o666) & ~mask
 
 
+def fsync_file(path: str) -> None:
+    """Push ``path``'s data to the disk (``fsync`` on a fresh descriptor flushes what any writer left in the page
+    cache)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_dir(folder: str) -> None:
+    """Make a rename or a new entry in ``folder`` durable (a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
+
+
+def temp_name_prefix(path: str) -> str:
+    """The name prefix of :func:`atomic_path`'s temp files for ``path`` (``.<name>.``); they end in the suffix
+    given there.  A crash between creating one and the final rename leaves it behind, never ``path`` itself."""
+    return f".{os.path.basename(path)}."
+
+
 @contextlib.contextmanager
-def atomic_path(path: str, suffix: str = ".tmp") -> Iterator[str]:
+def atomic_path(path: str, suffix: str = ".tmp", durable: bool = False) -> Iterator[str]:
     """Yield a fresh temp path in ``path``'s folder (created if needed); when the block succeeds the temp file is
     moved onto ``path`` with ``os.replace``, when it fails the temp file is removed.  ``suffix`` matters to
-    writers that look at the name (``np.save`` adds ``.npy`` otherwise)."""
+    writers that look at the name (``np.save`` adds ``.npy`` otherwise).  With ``durable`` the temp file is
+    fsync'd before the rename and the folder after it, so that a machine crash, not only a killed process, finds
+    either the old file or the whole new one."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=temp_name_prefix(path), suffix=suffix)
     os.close(fd)
     try:
         yield tmp
         os.chmod(tmp, umask_mode())
+        if durable:
+            fsync_file(tmp)
         os.replace(tmp, path)
+        if durable:
+            fsync_dir(folder)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def copy_file_atomic(src: str, dst: str, suffix: str = ".tmp") -> str:
+    """Copy ``src`` to ``dst`` through a temp file beside ``dst``, fsync'd, then ``os.replace``: ``dst`` is the
+    old file or the whole copy, never a part (``shutil.copyfile`` truncates ``dst`` first and then fills it, so
+    a process killed during it leaves a short file under the final name).  Returns ``dst``."""
+    with atomic_path(dst, suffix=suffix, durable=True) as tmp:
+        shutil.copyfile(src, tmp)
+    return dst
 
 
 def write_text_atomic(path: str, text: str) -> None:

@@ -12,6 +12,7 @@ from typing import Any, Optional
 from omegaconf import DictConfig, OmegaConf
 
 from .fileio import write_text_atomic
+from .save_dir_lock import save_dir_locked
 
 __all__ = ["cfg_get", "recursive_config", "load_config", "next_run_dir", "save_config_atomic"]
 
@@ -71,6 +72,12 @@ def next_run_dir(save_dir: str, logdir: str) -> str:
     return os.path.join(save_dir, f"{name}_{k}")
 
 
+def _rank() -> int:
+    from . import get_rank  # tempclr.utils imports this module
+
+    return get_rank()
+
+
 def save_config_atomic(config: DictConfig, path: str) -> None:
     """Write ``config`` as YAML to ``path`` through a temp file in the same folder."""
     write_text_atomic(path, OmegaConf.to_yaml(config))
@@ -81,8 +88,10 @@ def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: boo
 
     ``config_file`` or ``args.taskconfig`` names the YAML.  ``dataset.subsampling`` divides the fairseq batch
     size.  For a training config (``dataset.split != "test"``) this requires ``fairseq.checkpoint.save_dir``;
-    unless ``dryrun``, it creates ``save_dir``, points ``fairseq.common.tensorboard_logdir`` at the next free
-    ``<save_dir>/<logdir>_<k>`` and saves the merged config to ``<save_dir>/config.yaml``.  With ``dryrun`` the
+    it points ``fairseq.common.tensorboard_logdir`` at the next free ``<save_dir>/<logdir>_<k>`` and, unless
+    ``dryrun`` or on a rank other than 0, creates ``save_dir`` and saves the merged config to
+    ``<save_dir>/config.yaml`` while holding ``save_dir``'s lock (:mod:`tempclr.utils.save_dir_lock`): when another
+    run holds it, this raises ``SaveDirInUseError`` before writing.  With ``dryrun`` the
     run directory that would be used is still filled in, but nothing is created or written.
     """
     if config_file is None:
@@ -108,7 +117,9 @@ def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: boo
         logdir = cfg_get(config, "fairseq.common.tensorboard_logdir")
         if logdir is not None:
             config.fairseq.common.tensorboard_logdir = next_run_dir(save_dir, logdir)
-        if not dryrun:
+        if not dryrun and _rank() == 0:  # the other ranks of a run leave save_dir to rank 0
             os.makedirs(save_dir, exist_ok=True)
-            save_config_atomic(config, os.path.join(save_dir, "config.yaml"))
+            # a run that holds save_dir's lock (another training) makes this fail before anything is written
+            with save_dir_locked(str(save_dir)):
+                save_config_atomic(config, os.path.join(save_dir, "config.yaml"))
     return config
