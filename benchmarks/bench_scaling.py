@@ -14,9 +14,11 @@ index + search, as VideoRetriTask does before each epoch).  Reported per N, pars
   (median of 20 calls after 3 warm-up calls), the communication part of each update;
 - the wall time of the whole command.
 
-On CUDA (``--device cuda``) the ranks are GPUs; on CPU (the default where there is none) they share the cores:
-each rank gets ``cores // N`` threads, so N CPU ranks cannot beat one process that uses all the cores, and the
-number shows the cost of the multi-process path, not a speed-up.
+On CUDA (``--device cuda``) the ranks are GPUs; on CPU (the default where there is none) they share the cores.
+Every run gets the same threads per rank (``--threads``, default ``cores // max(--ranks)``, as
+``OMP_NUM_THREADS``), so the efficiency compares like with like: N ranks of T threads against one rank of T
+threads.  (One process on all the cores of a loaded machine can be slower than that: torch's threads then wait for
+each other.)
 """
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ from tempclr.utils.load_config import cfg_get, recursive_config  # noqa: E402
 from tempclr_cli.localjob import _free_port  # noqa: E402
 
 
-def run_training(config: str, ranks: int, groups: int, workdir: str) -> dict:
+def run_training(config: str, ranks: int, groups: int, workdir: str, threads: int) -> dict:
     base = recursive_config(config)
     clips = int(cfg_get(base, "dataset.num_video_per_batch")) * int(cfg_get(base, "dataset.clip_per_video"))
     updates = groups // ranks
@@ -52,11 +54,13 @@ def run_training(config: str, ranks: int, groups: int, workdir: str) -> dict:
                 f"  checkpoint:\n    save_dir: {save_dir}\n    no_save: true\n")
     jobtype = "local_single" if ranks == 1 else "local_small"
     cmd = [sys.executable, "locallaunch.py", path, "--jobtype", jobtype] + (["--nproc", str(ranks)] if ranks > 1 else [])
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", OMP_NUM_THREADS=str(threads))
     start = time.perf_counter()
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     log = out.stdout + out.stderr
+    with open(os.path.join(workdir, f"ranks{ranks}.log"), "w") as f:
+        f.write(log)
     if out.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{log[-3000:]}")
     epoch = re.search(r"\| train \| epoch 001 \|.*\| num_updates (\d+) \|.*\| train_wall (\d+(?:\.\d+)?)", log)
@@ -118,21 +122,29 @@ def main(argv=None) -> int:
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--groups", type=int, default=48, help="training groups per run (48 = one demo epoch)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="OMP_NUM_THREADS of every rank (default: cores // max(--ranks))")
     parser.add_argument("--json", default=None, help="also write the results here")
+    parser.add_argument("--logs", default=None, help="keep the runs' logs in this folder")
     args = parser.parse_args(argv)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // max(args.ranks))
     os.chdir(ROOT)
     numel = model_numel(args.config)
     backend = "nccl" if args.device == "cuda" else "gloo"
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench_scaling_") as workdir:
         for ranks in args.ranks:
-            row = run_training(args.config, ranks, args.groups, workdir)
+            row = run_training(args.config, ranks, args.groups, workdir, threads)
+            if args.logs:
+                os.makedirs(args.logs, exist_ok=True)
+                os.replace(os.path.join(workdir, f"ranks{ranks}.log"), os.path.join(args.logs, f"ranks{ranks}.log"))
             row["allreduce_ms"] = 1e3 * allreduce_seconds(ranks, numel, backend) if ranks > 1 else 0.0
             row["step_ms"] = 1e3 * row["train_wall_s"] / max(1, row["updates"])
             rows.append(row)
     single = next((r for r in rows if r["ranks"] == 1), None)
     load = os.getloadavg()
     print(f"# {args.config}, {args.groups} groups per run, {args.device}, {os.cpu_count()} cores, "
+          f"{threads} thread(s) per rank, "
           f"{numel:,} trained parameters, load average before/after {load[2]:.2f}/{load[0]:.2f}")
     print("| ranks | updates | clips / s (train steps) | efficiency | ms / update | all-reduce ms / update | "
           "retrieval pass s (embed / gather / index+search) | command wall s |")

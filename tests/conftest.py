@@ -33,13 +33,18 @@ def load_script(name: str):
     return module
 
 
+def make_small_demo(tmp_path_factory, name: str, n_train: int, youcook_per_task: int) -> str:
+    """A demo data set with ``n_train`` training and 16 validation videos in shards of 8, by the real generator."""
+    out = tmp_path_factory.mktemp(name) / "demo"
+    load_script("make_demo_data").make_demo_data(str(out), seed=0, n_train=n_train, n_val=16, shard_size=8,
+                                                 youcook_per_task=youcook_per_task)
+    return str(out)
+
+
 @pytest.fixture(scope="session")
 def small_demo(tmp_path_factory):
     """A small demo data set (16 train / 16 val videos, shards of 8) built by the real generator."""
-    out = tmp_path_factory.mktemp("small_demo") / "demo"
-    load_script("make_demo_data").make_demo_data(str(out), seed=0, n_train=16, n_val=16, shard_size=8,
-                                                 youcook_per_task=2)
-    return str(out)
+    return make_small_demo(tmp_path_factory, "small_demo", 16, 2)
 
 
 def small_demo_config(tmp_path, data_dir, save_dir, extra: str = "", base: str = "configs/demo/how2.yaml") -> str:

@@ -16,7 +16,7 @@ import torch.distributed as dist
 
 from tempclr.utils.fileio import write_pickle_atomic
 
-from conftest import load_script, small_demo_config
+from conftest import make_small_demo, small_demo_config
 
 
 def run_epoch(rank: int, world_size: int, config: str, state: str, out: str, init_file: str) -> None:
@@ -115,10 +115,7 @@ def test_two_ranks_build_the_single_process_groups(tmp_path, small_demo):
 @pytest.fixture(scope="module")
 def odd_demo(tmp_path_factory):
     """17 training videos: 2 ranks embed 9 each, one of them a repeat the gathering must drop."""
-    out = tmp_path_factory.mktemp("odd_demo") / "demo"
-    load_script("make_demo_data").make_demo_data(str(out), seed=0, n_train=17, n_val=16, shard_size=8,
-                                                 youcook_per_task=1)
-    return str(out)
+    return make_small_demo(tmp_path_factory, "odd_demo", 17, 1)
 
 
 def test_uneven_shares_drop_the_sampler_padding(tmp_path, odd_demo):
