@@ -484,25 +484,30 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Wavefront schedule: one problem at a time, vectorised along the anti-diagonals of its grid.  Used when the batch
-# is too small to fill the lanes and the grids are large (see _use_wavefront).
+# Wavefront schedule: one problem at a time, its grid cut into stripes of up to _STRIPE rows; inside a stripe the
+# cells of one anti-diagonal (independent of each other) form one SIMD loop.  Used when the batch is too small to
+# fill the lanes and the grids are large (see use_wavefront).
 #
-# Layout: the bordered grid (rows I = 0..Lr, columns J = 0..Wr; row 0 and column 0 are the +inf border, cell
-# (0, 0) the virtual start 0) is stored diagonal by diagonal in one flat array, diagonal s = I + J holding its
-# cells I = max(0, s - Wr) .. min(Lr, s) contiguously at base[s] + I.  The three predecessors of (I, J) are then
-# contiguous runs of the two previous diagonals: diagonal (I-1, J-1) at base[s-2] + I - 1, horizontal (I, J-1) at
-# base[s-1] + I and vertical (I-1, J) at base[s-1] + I - 1, so the cell loop over I is plain SIMD code.  Only the
-# item's real part (its lengths) is laid out, so padding costs nothing.
+# Skewed stripe layout.  Stripe s holds grid rows i0 = s H .. i0 + H - 1 (H = stripe_height(Lr): up to 64, a
+# multiple of 8); at step t its lane k is cell (i0 + k, t - k), so one step is one anti-diagonal of the stripe,
+# T = Wr + H - 1 steps in all (lanes before their first or after their last column compute throw-away values
+# that no real cell reads).  Step t of stripe s is row t + 2 of its block Rs[s] of (T + 2) x (H + 1) values:
+# entry 0 of the row is the boundary (row i0 - 1 of the grid, read by lane 0), entries 1..H the lanes.  The three
+# predecessors of lane k at step t are then contiguous runs: horizontal (same lane, step t - 1) at row t + 1,
+# entry k + 1; vertical (lane k - 1, step t - 1) at row t + 1, entry k; diagonal (lane k - 1, step t - 2) at row
+# t, entry k.  So each step is a plain vector loop over k, with no layout copy of the whole grid: only the costs
+# of _BLOCK steps at a time are skewed into a small buffer (Cs, in L1/L2), straight from D.
 #
-# Memory per problem (per thread, reused across the problems it runs): R and C, (Lr+1)(Wr+1) values each (C holds
-# the costs in the forward and the expected alignment E in the backward), plus 7 vectors of max(L, M) + 2 values
-# and Lr + Wr + 1 int64 diagonal offsets.  For one 1024x1024 float32 grid: 2 x 4.0 MiB (DTW; OTAM: 2 x 4.0 MiB
-# for its 1024 x 1026 grid), beyond D and its gradient.
+# Backward: E overwrites R stripe by stripe from the last one; each cell pushes E times its normalised soft-min
+# weights to its three predecessors through nine rotating vectors (push direction x the three last steps), and
+# lane 0's pushes into the row above are kept in a per-stripe vector that the stripe above reads.  E of the cost
+# cells is then added into the gradient (one skewed read per cell, the stripe still in cache).
 #
-# Backward: the pushes of diagonal s to its predecessors go to three vectors indexed by the target's row, h_out
-# (target (I, J-1), diagonal s-1), v_out ((I-1, J), diagonal s-1) and d_out ((I-1, J-1), diagonal s-2); a cell of
-# diagonal s then reads its E as h_in[I] + v_in[I] + d_in[I] (pushes from diagonals s+1 and s+2).  The vectors
-# rotate between diagonals and only the range the next diagonals read is cleared.
+# Memory per thread (beyond D and its gradient, reused across the problems it runs): the stripes' R, ceil(Lr/H)
+# (T + 2)(H + 1) values (about (1 + H/Wr)(1 + 1/H) grids), a cost block of _BLOCK x H values, two boundary
+# vectors of T + H + 2 and nine push vectors of H + 1.  For one 1024 x 1024 float32 grid: 4.4 MiB (DTW; two-way
+# OTAM: 4.4 MiB, the larger of its two passes).  DTW runs on the orientation with the longer rows (its score is
+# symmetric under transposing D), so a tall grid does not pay for H - 1 throw-away steps per short stripe.
 # ----------------------------------------------------------------------------------------------------------------
 def _wexp(x):
     """exp_nonpos for the wavefront loops, marked always-inline for LLVM: the backward loops hold up to three exps
@@ -554,101 +559,14 @@ def _wsoftmin2(d, h, gamma, inv_gamma, hard):
     return m if top == np.inf else r
 
 
-@njit(inline="always", **_JIT)
-def _wave_bases(base, Lr, Wr):
-    """base[s] = flat index of cell (0, s) of diagonal s, so that cell (I, s - I) is at base[s] + I."""
-    off = 0
-    for s in range(Lr + Wr + 1):
-        lo = max(0, s - Wr)
-        hi = min(Lr, s)
-        base[s] = off - lo
-        off += hi - lo + 1
+_STRIPE = 64  # rows per stripe (8 AVX2 float32 vectors per step)
+_BLOCK = 128  # steps whose costs are skewed at a time
 
 
 @njit(inline="always", **_JIT)
-def _wave_mid(s, ia, ib, Wr, otam):
-    """The cells [ma, mb] of diagonal s (inner cells [ia, ib]) where OTAM forbids the vertical move (grid columns
-    2 .. Wr - 2, bordered J = 3 .. Wr - 1); empty (mb = ma - 1) for DTW."""
-    if not otam:
-        return ia, ia - 1
-    ma = max(ia, s - Wr + 1)
-    mb = min(ib, s - 3)
-    if mb < ma:
-        mb = ma - 1
-    return ma, mb
-
-
-@njit(inline="always", **_JIT)
-def _wave_load(D, b, C, base, Lr, Wr, ncols, otam, offset, transpose):
-    """C (diagonal layout) = the grid's costs: D[b] inside the item's (Lr x ncols) real part, 0 on OTAM's side
-    columns; copied in 32 x 32 tiles so that the scattered side of the copy stays in cache."""
-    zero = C.dtype.type(0.0)
-    for t in range((Lr + 1) * (Wr + 1)):
-        C[t] = zero
-    j_first = 1 if (otam and offset == 0) else 0
-    Db = D[b]
-    for i0 in range(0, Lr, 32):
-        i1 = min(Lr, i0 + 32)
-        for j0 in range(j_first, ncols, 32):
-            j1 = min(ncols, j0 + 32)
-            if transpose:
-                for jd in range(j0, j1):
-                    for i in range(i0, i1):
-                        C[base[i + jd + offset + 2] + i + 1] = Db[jd, i]
-            else:
-                for i in range(i0, i1):
-                    for jd in range(j0, j1):
-                        C[base[i + jd + offset + 2] + i + 1] = Db[i, jd]
-
-
-@njit(inline="always", **_JIT)
-def _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose):
-    """A[b] += the expected alignment held in C (diagonal layout), cost cells of the real part only."""
-    j_first = 1 if (otam and offset == 0) else 0
-    Ab = A[b]
-    for i0 in range(0, Lr, 32):
-        i1 = min(Lr, i0 + 32)
-        for j0 in range(j_first, ncols, 32):
-            j1 = min(ncols, j0 + 32)
-            if transpose:
-                for jd in range(j0, j1):
-                    for i in range(i0, i1):
-                        Ab[jd, i] += C[base[i + jd + offset + 2] + i + 1]
-            else:
-                for i in range(i0, i1):
-                    for jd in range(j0, j1):
-                        Ab[i, jd] += C[base[i + jd + offset + 2] + i + 1]
-
-
-@njit(inline="always", **_JIT)
-def _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, hard):
-    """R (diagonal layout, bordered) = the cumulative costs of the grid whose costs C holds."""
-    inf = R.dtype.type(np.inf)
-    for J in range(Wr + 1):
-        R[base[J]] = inf  # row 0
-    for I in range(1, Lr + 1):
-        R[base[I] + I] = inf  # column 0
-    R[base[0]] = R.dtype.type(0.0)
-    for s in range(2, Lr + Wr + 1):
-        b0 = base[s]
-        b1 = base[s - 1]
-        b2 = base[s - 2]
-        ia = max(1, s - Wr)
-        ib = min(Lr, s - 1)
-        ma, mb = _wave_mid(s, ia, ib, Wr, otam)
-        # views starting at the diagonal's first inner cell: indices from 0 are provably non-negative, so numba
-        # emits no wrap-around select and the addresses stay affine (R[b0 + I] with a loaded b0 is not vectorised)
-        out = R[b0 + ia:b0 + ib + 1]
-        cost = C[b0 + ia:b0 + ib + 1]
-        dg = R[b2 + ia - 1:b2 + ib]
-        hz = R[b1 + ia:b1 + ib + 1]
-        vt = R[b1 + ia - 1:b1 + ib]
-        for k in range(ma - ia):
-            out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, hard)
-        for k in range(ma - ia, mb + 1 - ia):
-            out[k] = cost[k] + _wsoftmin2(dg[k], hz[k], gamma, inv_gamma, hard)
-        for k in range(mb + 1 - ia, ib + 1 - ia):
-            out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, hard)
+def _stripe_height(Lr):
+    """Rows per stripe for a grid of Lr rows: all of them, rounded up to a vector of 8, up to _STRIPE."""
+    return min(_STRIPE, (Lr + 7) // 8 * 8)
 
 
 @njit(inline="always", **_JIT)
@@ -665,118 +583,248 @@ def _wave_weights3(e, d, h, v, inv_gamma, one):
 
 
 @njit(inline="always", **_JIT)
-def _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, H0, V0, G0, H1, V1, G1, H2, V2, G2):
-    """C (diagonal layout) = E = dScore / dR for every inner cell: the expected alignment.
-
-    H*, V*, G* [Lr + 2] (separate arrays): three sets (one per diagonal s, s + 1, s + 2, rotating) of three vectors, the pushes of one
-    diagonal indexed by the source cell's row I: H[I] to its horizontal predecessor (same I, diagonal s - 1), V[I]
-    to the vertical one (I - 1, diagonal s - 1), G[I] to the diagonal one (I - 1, diagonal s - 2).  Cell I of
-    diagonal s then reads its E as H(s+1)[I] + V(s+1)[I + 1] + G(s+2)[I + 1]; the entries just outside each
-    diagonal's run are kept at 0 (no such source).  (The three directions interleaved in one vector, P[3I + c],
-    kept the push loop scalar: LLVM does not vectorise that store group.)"""
-    zero = R.dtype.type(0.0)
-    one = R.dtype.type(1.0)
-    for t in range(Lr + 2):
-        H0[t] = zero
-        V0[t] = zero
-        G0[t] = zero
-        H1[t] = zero
-        V1[t] = zero
-        G1[t] = zero
-        H2[t] = zero
-        V2[t] = zero
-        G2[t] = zero
-    H1[Lr] = one  # the seed: dScore / dR[end] = 1, read by the end cell as a horizontal push
-    for s in range(Lr + Wr, 1, -1):
-        b0 = base[s]
-        b1 = base[s - 1]
-        b2 = base[s - 2]
-        ia = max(1, s - Wr)
-        ib = min(Lr, s - 1)
-        n = ib + 1 - ia
-        e_o = C[b0 + ia:b0 + ia + n]
-        eh = H1[ia:ia + n]
-        ev = V1[ia + 1:ia + 1 + n]
-        eg = G2[ia + 1:ia + 1 + n]
-        for k in range(n):
-            e_o[k] = eh[k] + ev[k] + eg[k]
-        dg = R[b2 + ia - 1:b2 + ia - 1 + n]
-        hz = R[b1 + ia:b1 + ia + n]
-        vt = R[b1 + ia - 1:b1 + ia - 1 + n]
-        ph = H0[ia:ia + n]
-        pv = V0[ia:ia + n]
-        pd = G0[ia:ia + n]
-        ma, mb = _wave_mid(s, ia, ib, Wr, otam)
-        for k in range(ma - ia):
-            ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
-        for k in range(ma - ia, mb + 1 - ia):
-            # no vertical move: the smaller predecessor has weight 1, the other exp(-|d - h| / gamma)
-            d = dg[k]
-            h = hz[k]
-            w = _wexp(-abs(d - h) * inv_gamma)
-            wd = one if d <= h else w
-            wh = w if d <= h else one
-            scale = e_o[k] / (one + w)
-            ph[k] = wh * scale
-            pv[k] = zero
-            pd[k] = wd * scale
-        for k in range(mb + 1 - ia, n):
-            ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
-        H0[ia - 1] = zero
-        V0[ia - 1] = zero
-        G0[ia - 1] = zero
-        H0[ib + 1] = zero
-        V0[ib + 1] = zero
-        G0[ib + 1] = zero
-        H2, V2, G2, H1, V1, G1, H0, V0, G0 = H1, V1, G1, H0, V0, G0, H2, V2, G2
-
-
-@njit(inline="always", **_JIT)
-def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, R, C, base, work):
-    """One pass of problem b: out[b] (= if first, else +=) its soft score, A[b] += its expected alignment."""
+def _wave_geometry(D, lengths, b, otam, offset, transpose):
+    """(Lr, ncols, Wr, transpose) of problem b's grid: rows, cost columns, grid columns, and whether the pass reads
+    D^T.  DTW takes the orientation with the longer rows (same score, transposed gradient)."""
     if lengths.shape[0] > 0:
         rows = lengths[b, 0]
         cols = lengths[b, 1]
     else:
         rows = D.shape[1]
         cols = D.shape[2]
+    if not otam:
+        transpose = rows > cols
     Lr = cols if transpose else rows
     ncols = rows if transpose else cols
-    Wr = ncols + 2 * offset
-    _wave_bases(base, Lr, Wr)
-    _wave_load(D, b, C, base, Lr, Wr, ncols, otam, offset, transpose)
-    _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, False)
-    score = R[base[Lr + Wr] + Lr]
+    return Lr, ncols, ncols + 2 * offset, transpose
+
+
+@njit(inline="always", **_JIT)
+def _wave_forward_block(D, b, Rs, Cs, s, t_lo, t_hi, H, Lr, Wr, T, ncols, otam, offset, transpose, gamma,
+                        inv_gamma):
+    """Steps t_lo .. t_hi - 1 of stripe s (R of the stripe above complete): its boundary entries, the block's
+    skewed costs, then the sweep."""
+    inf = Rs.dtype.type(np.inf)
+    zero = Rs.dtype.type(0.0)
+    S = H + 1
+    SZ = (T + 2) * S
+    i0 = s * H
+    h = min(H, Lr - i0)
+    Rst = Rs[s * SZ:(s + 1) * SZ]
+    if t_lo == 0:
+        for k in range(1, H + 1):  # steps -2 and -1: before every lane's first column
+            Rst[k] = inf
+            Rst[S + k] = inf
+    # entry 0 of row u: bordered R of grid row i0 - 1, column u (the virtual start 0 above stripe 0's (0, 0))
+    if s == 0:
+        for u in range(t_lo, t_hi + 1):
+            Rst[u * S] = zero if u == 0 else inf
+    else:
+        above = Rs[(s - 1) * SZ:s * SZ]
+        for u in range(t_lo, min(t_hi, Wr) + 1):
+            Rst[u * S] = above[(u + H) * S + H]  # lane H - 1 of the stripe above at step u + H - 2
+        for u in range(max(t_lo, Wr + 1), t_hi + 1):
+            Rst[u * S] = inf
+    # Cs[(t - t_lo) H + k] = cost of cell (i0 + k, t - k): D inside the real part, 0 on OTAM's side columns and
+    # for throw-away lanes
+    for x in range((t_hi - t_lo) * H):
+        Cs[x] = zero
+    j_first = 1 if (otam and offset == 0) else 0
+    Db = D[b]
+    if transpose:  # the grid's row i0 + k is D's column: read D's rows along the lanes
+        for jd in range(max(j_first, t_lo - offset - h + 1), min(ncols, t_hi - offset)):
+            row = Db[jd]
+            for k in range(max(0, t_lo - jd - offset), min(h, t_hi - jd - offset)):
+                Cs[(jd + offset + k - t_lo) * H + k] = row[i0 + k]
+    else:
+        for k in range(h):
+            row = Db[i0 + k]
+            for t in range(max(t_lo, k + offset + j_first), min(t_hi, k + offset + ncols)):
+                Cs[(t - t_lo) * H + k] = row[t - k - offset]
+    for t in range(t_lo, t_hi):
+        # views starting at the run's first cell: indices from 0 are provably non-negative, so numba emits no
+        # wrap-around select and the loads stay affine (vectorised)
+        out = Rst[(t + 2) * S + 1:(t + 2) * S + 1 + H]
+        hz = Rst[(t + 1) * S + 1:(t + 1) * S + 1 + H]
+        vt = Rst[(t + 1) * S:(t + 1) * S + H]
+        dg = Rst[t * S:t * S + H]
+        cost = Cs[(t - t_lo) * H:(t - t_lo) * H + H]
+        if otam and t >= H + 1 and t <= Wr - 2:
+            # every lane's column t - k lies in 2 .. Wr - 2, where OTAM forbids the vertical move
+            for k in range(H):
+                out[k] = cost[k] + _wsoftmin2(dg[k], hz[k], gamma, inv_gamma, False)
+        elif otam:
+            for k in range(H):
+                j = t - k
+                v = vt[k] if (j <= 1 or j == Wr - 1) else inf
+                out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], v, gamma, inv_gamma, False)
+        else:
+            for k in range(H):
+                out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, False)
+
+
+@njit(inline="always", **_JIT)
+def _wave_backward_stripe(Rst, T, H, Wr, otam, inv_gamma, bot_in, bot_out, seed_t, seed_k,
+                          H0, V0, G0, H1, V1, G1, H2, V2, G2):
+    """E = dScore / dR over stripe Rst, written over its R lanes, from the last step to the first.
+
+    H*, V*, G* [H + 1] (separate arrays): the pushes of the last three steps to the horizontal, vertical and
+    diagonal predecessors, indexed by the pushing lane; lane k at step t then reads its E as H(t+1)[k] +
+    V(t+1)[k + 1] + G(t+2)[k + 1], entry H standing for the stripe below (bot_in, what the stripe below pushed
+    into this stripe's last row: bot_in[H + j] for column j; G's entry H stays 0).  bot_out [T + H + 2] (zeroed)
+    collects lane 0's pushes into the row above.  seed_t, seed_k: step and lane of the end cell (seed 1), or -1."""
+    zero = Rst.dtype.type(0.0)
+    one = Rst.dtype.type(1.0)
+    inf = Rst.dtype.type(np.inf)
+    S = H + 1
+    for k in range(H + 1):
+        H0[k] = zero
+        V0[k] = zero
+        G0[k] = zero
+        H1[k] = zero
+        V1[k] = zero
+        G1[k] = zero
+        H2[k] = zero
+        V2[k] = zero
+        G2[k] = zero
+    for t in range(T - 1, -1, -1):
+        V1[H] = bot_in[t + 1]  # lane H - 1 at step t is column t - H + 1
+        if t == seed_t:
+            H1[seed_k] += one  # the end cell's horizontal successor is outside the grid: its push slot is free
+        e_o = Rst[(t + 2) * S + 1:(t + 2) * S + 1 + H]
+        eh = H1[0:H]
+        ev = V1[1:H + 1]
+        eg = G2[1:H + 1]
+        for k in range(H):
+            e_o[k] = eh[k] + ev[k] + eg[k]
+        hz = Rst[(t + 1) * S + 1:(t + 1) * S + 1 + H]
+        vt = Rst[(t + 1) * S:(t + 1) * S + H]
+        dg = Rst[t * S:t * S + H]
+        ph = H0[0:H]
+        pv = V0[0:H]
+        pd = G0[0:H]
+        if otam and t >= H + 1 and t <= Wr - 2:
+            for k in range(H):
+                # no vertical move: the smaller predecessor has weight 1, the other exp(-|d - h| / gamma)
+                d = dg[k]
+                h = hz[k]
+                w = _wexp(-abs(d - h) * inv_gamma)
+                wd = one if d <= h else w
+                wh = w if d <= h else one
+                scale = e_o[k] / (one + w)
+                ph[k] = wh * scale
+                pv[k] = zero
+                pd[k] = wd * scale
+        elif otam:
+            for k in range(H):
+                j = t - k
+                v = vt[k] if (j <= 1 or j == Wr - 1) else inf
+                ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], v, inv_gamma, one)
+        else:
+            for k in range(H):
+                ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
+        bot_out[H + t] += V0[0]  # lane 0 (column t) pushes up to column t and diagonally to column t - 1
+        bot_out[H + t - 1] += G0[0]
+        H2, V2, G2, H1, V1, G1, H0, V0, G0 = H1, V1, G1, H0, V0, G0, H2, V2, G2
+
+
+@njit(inline="always", **_JIT)
+def _wave_store_stripe(Rst, A, b, i0, h, H, ncols, otam, offset, transpose):
+    """A[b] += E of the stripe's cost cells (rows i0 .. i0 + h - 1 of the grid)."""
+    S = H + 1
+    j_first = 1 if (otam and offset == 0) else 0
+    Ab = A[b]
+    if transpose:
+        for jd in range(j_first, ncols):
+            row = Ab[jd]
+            for k in range(h):
+                row[i0 + k] += Rst[(jd + offset + k + 2) * S + k + 1]
+    else:
+        for k in range(h):
+            row = Ab[i0 + k]
+            for jd in range(j_first, ncols):
+                row[jd] += Rst[(jd + offset + k + 2) * S + k + 1]
+
+
+@njit(inline="always", **_JIT)
+def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, Rs, Cs, bots, work):
+    """One pass of problem b: out[b] (= if first, else +=) its soft score, A[b] += its expected alignment."""
+    Lr, ncols, Wr, transpose = _wave_geometry(D, lengths, b, otam, offset, transpose)
+    H = _stripe_height(Lr)
+    T = Wr + H - 1
+    NS = (Lr + H - 1) // H
+    S = H + 1
+    SZ = (T + 2) * S
+    for s in range(NS):
+        for t_lo in range(0, T, _BLOCK):
+            _wave_forward_block(D, b, Rs, Cs, s, t_lo, min(T, t_lo + _BLOCK), H, Lr, Wr, T, ncols, otam, offset,
+                                transpose, gamma, inv_gamma)
+    s_end = NS - 1
+    k_end = Lr - 1 - s_end * H
+    t_end = Wr - 1 + k_end
+    score = Rs[s_end * SZ + (t_end + 2) * S + k_end + 1]
     if first:
         out[b] = score
     else:
         out[b] += score
-    _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, work[0], work[1], work[2], work[3], work[4], work[5],
-                   work[6], work[7], work[8])
-    _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose)
+    zero = Rs.dtype.type(0.0)
+    bot_in = bots[0]
+    bot_out = bots[1]
+    for x in range(T + H + 2):
+        bot_in[x] = zero  # nothing below the last stripe
+    for s in range(NS - 1, -1, -1):
+        for x in range(T + H + 2):
+            bot_out[x] = zero
+        Rst = Rs[s * SZ:(s + 1) * SZ]
+        _wave_backward_stripe(Rst, T, H, Wr, otam, inv_gamma, bot_in, bot_out, t_end if s == s_end else -1, k_end,
+                              work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7], work[8])
+        _wave_store_stripe(Rst, A, b, s * H, min(H, Lr - s * H), H, ncols, otam, offset, transpose)
+        bot_in, bot_out = bot_out, bot_in
+
+
+@njit(inline="always", **_JIT)
+def _wave_workspace(L0, M0, otam, offset, two_way):
+    """(values of the stripes' R, of each boundary vector) for the largest pass on a D of L0 x M0 (DTW: the
+    orientation with the longer rows; items with lengths have smaller grids, which need no more)."""
+    n_r = 0
+    n_b = 0
+    for transpose in range(2 if two_way else 1):
+        if not otam:
+            transpose = L0 > M0
+        Lr = M0 if transpose else L0
+        Wr = (L0 if transpose else M0) + 2 * offset
+        H = _stripe_height(Lr)
+        T = Wr + H - 1
+        n_r = max(n_r, ((Lr + H - 1) // H) * (T + 2) * (H + 1))
+        n_b = max(n_b, T + H + 2)
+    return n_r, n_b
+
+
+@njit(cache=True, **_JIT)
+def wave_workspace_values(L0, M0, otam, offset, two_way):
+    """Values (of D's dtype) one thread's wavefront workspace holds for a D of L0 x M0: what _wave_problems
+    allocates (the benchmark reports it)."""
+    n_r, n_b = _wave_workspace(L0, M0, otam, offset, two_way)
+    return n_r + 2 * n_b + _BLOCK * _STRIPE + 9 * (_STRIPE + 1)
 
 
 @njit(cache=True, **_JIT)
 def _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, b_lo, b_hi):
     """Problems b_lo .. b_hi - 1 one after the other with the wavefront schedule: out[b] = the soft score and
     A[b] += the expected alignment of the pass (otam, offset) and, with two_way, of the same pass on D^T."""
-    L0 = D.shape[1]
-    M0 = D.shape[2]
-    cells = (L0 + 1) * (M0 + 2 * offset + 1)
-    if two_way:
-        cells = max(cells, (M0 + 1) * (L0 + 2 * offset + 1))
-    R = np.empty(cells, A.dtype)
-    C = np.empty(cells, A.dtype)
-    base = np.empty(L0 + M0 + 2 * offset + 1, np.int64)
-    nw = max(L0, M0) + 2
+    n_r, n_b = _wave_workspace(D.shape[1], D.shape[2], otam, offset, two_way)
+    Rs = np.empty(n_r, A.dtype)
+    Cs = np.empty(_BLOCK * _STRIPE, A.dtype)
+    bots = (np.empty(n_b, A.dtype), np.empty(n_b, A.dtype))
+    nw = _STRIPE + 1
     work = (np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
             np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
             np.empty(nw, A.dtype))
     inv_gamma = A.dtype.type(1.0) / gamma
     for b in range(b_lo, b_hi):
-        _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, R, C, base, work)
+        _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, Rs, Cs, bots, work)
         if two_way:
-            _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, R, C, base, work)
+            _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, Rs, Cs, bots, work)
 
 
 @njit(parallel=True, cache=True, **_JIT)
