@@ -1,17 +1,20 @@
 """CPU backend: numba kernels for the alignment recursion of ``grid.py``: scores, and scores with the expected
 alignment (the analytic gradient).
 
-Two schedules, chosen per call by shape (``use_wavefront``):
+Two schedules, chosen per call by shape (``use_wavefront``, thresholds measured, see BENCHMARKS.md):
 
-* lanes, for many grids (B >= 64, or grids under 16 cells on a side): described below;
-* wavefront, for a few large grids: one problem at a time, its grid stored anti-diagonal by anti-diagonal so
-  that the cells of one diagonal (independent of each other) form one SIMD loop; problems are spread over the
-  threads when the call is large enough.  See the section "Wavefront schedule" below.
+* lanes, for many small grids (B >= 8 and grids under 65,536 cells, or any grid under 16 cells on a side):
+  SIMD across up to 64 problems, described below;
+* wavefront, for a few grids (B < 8) or large ones (>= 65,536 cells): one problem at a time, its grid cut into
+  stripes of up to 64 rows; the cells of one anti-diagonal of a stripe (independent of each other) form one SIMD
+  loop.  Problems are spread over the threads when the call is large enough; fewer problems than threads (one
+  large grid) share the threads block by block.  See the section "Wavefront schedule" below.
 
-Memory per problem (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64
-problems of the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs
-L W and E L W values, i.e. about 3 grids; wavefront, per thread whatever B: R and C, (L+1)(W+1) values each, about
-2 grids (8 MiB for one 1024 x 1024 float32 grid), plus O(L + W).  W is the grid width: M for DTW, M + 2 for OTAM.
+Memory (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64 problems of
+the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs L W and E L W
+values, i.e. about 3 grids; wavefront, per thread whatever B: the stripes' R, about (1 + 64/W)(1 + 1/64) grids,
+plus O(L + W) and a 32 KiB cost block (4.5 MiB for one 1024 x 1024 float32 grid).  W is the grid width: M for DTW,
+M + 2 for OTAM.
 
 Layout.  Problems are processed in chunks of 64 lanes with the lane (problem) index innermost:
 ``R[chunk, i, j, lane]``.  The cell recursion is sequential inside one problem, but the lanes are independent, so
@@ -485,10 +488,10 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 
 # ----------------------------------------------------------------------------------------------------------------
 # Wavefront schedule: one problem at a time, its grid cut into stripes of up to _STRIPE rows; inside a stripe the
-# cells of one anti-diagonal (independent of each other) form one SIMD loop.  Used when the batch is too small to
-# fill the lanes and the grids are large (see use_wavefront).
+# cells of one anti-diagonal (independent of each other) form one SIMD loop.  Used for a few grids, or large ones,
+# of at least 16 cells a side (see use_wavefront).
 #
-# Skewed stripe layout.  Stripe s holds grid rows i0 = s H .. i0 + H - 1 (H = stripe_height(Lr): up to 64, a
+# Skewed stripe layout.  Stripe s holds grid rows i0 = s H .. i0 + H - 1 (H = _stripe_height(Lr): up to 64, a
 # multiple of 8); at step t its lane k is cell (i0 + k, t - k), so one step is one anti-diagonal of the stripe,
 # T = Wr + H - 1 steps in all (lanes before their first or after their last column compute throw-away values
 # that no real cell reads).  Step t of stripe s is row t + 2 of its block Rs[s] of (T + 2) x (H + 1) values:
@@ -498,16 +501,23 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 # t, entry k.  So each step is a plain vector loop over k, with no layout copy of the whole grid: only the costs
 # of _BLOCK steps at a time are skewed into a small buffer (Cs, in L1/L2), straight from D.
 #
-# Backward: E overwrites R stripe by stripe from the last one; each cell pushes E times its normalised soft-min
-# weights to its three predecessors through nine rotating vectors (push direction x the three last steps), and
-# lane 0's pushes into the row above are kept in a per-stripe vector that the stripe above reads.  E of the cost
-# cells is then added into the gradient (one skewed read per cell, the stripe still in cache).
+# Backward: E overwrites R from the last step of the last stripe back; each cell pushes E times its normalised
+# soft-min weights to its three predecessors through nine rotating vectors per stripe (push direction x the three
+# last steps), and lane 0's pushes into the row above are kept in a per-stripe vector that the stripe above reads.
+# E of the cost cells is added into the gradient block by block (one skewed read per cell, the block in cache).
 #
-# Memory per thread (beyond D and its gradient, reused across the problems it runs): the stripes' R, ceil(Lr/H)
-# (T + 2)(H + 1) values (about (1 + H/Wr)(1 + 1/H) grids), a cost block of _BLOCK x H values, two boundary
-# vectors of T + H + 2 and nine push vectors of H + 1.  For one 1024 x 1024 float32 grid: 4.4 MiB (DTW; two-way
-# OTAM: 4.4 MiB, the larger of its two passes).  DTW runs on the orientation with the longer rows (its score is
-# symmetric under transposing D), so a tall grid does not pay for H - 1 throw-away steps per short stripe.
+# Blocks and threads.  Each stripe's steps run in blocks of _BLOCK.  Forward block q of stripe s needs block q - 1
+# of its stripe and block q + 1 of the stripe above (lane 0 reads the row above up to H <= _BLOCK steps ahead);
+# backward block q needs block q + 1 of its stripe and block q - 1 of the stripe below.  One thread runs the
+# blocks stripe by stripe; for fewer problems than threads, the blocks of one "wave" (q + 2 s constant) run on
+# the threads at once, one parallel region per wave.  Both orders compute every block from the same inputs, so
+# their results are equal to the bit.
+#
+# Memory (beyond D and its gradient, per thread that runs whole problems, reused across them; once for a
+# problem whose blocks the threads share): the stripes' R, ceil(Lr/H) (T + 2)(H + 1) values (about (1 + H/Wr)
+# (1 + 1/H) grids); per stripe 9 (H + 1) push values and T + H + 2 boundary values; a cost block of _BLOCK x H
+# values per thread.  For one 1024 x 1024 float32 grid: 4.5 MiB (DTW; two-way OTAM: the larger of its two
+# passes, also 4.5 MiB); wave_workspace_values() gives the exact count.
 # ----------------------------------------------------------------------------------------------------------------
 def _wexp(x):
     """exp_nonpos for the wavefront loops, marked always-inline for LLVM: the backward loops hold up to three exps
@@ -583,20 +593,18 @@ def _wave_weights3(e, d, h, v, inv_gamma, one):
 
 
 @njit(inline="always", **_JIT)
-def _wave_geometry(D, lengths, b, otam, offset, transpose):
-    """(Lr, ncols, Wr, transpose) of problem b's grid: rows, cost columns, grid columns, and whether the pass reads
-    D^T.  DTW takes the orientation with the longer rows (same score, transposed gradient)."""
+def _wave_geometry(D, lengths, b, offset, transpose):
+    """(Lr, ncols, Wr) of problem b's grid: rows, cost columns (D's columns, or its rows when transpose) and grid
+    columns."""
     if lengths.shape[0] > 0:
         rows = lengths[b, 0]
         cols = lengths[b, 1]
     else:
         rows = D.shape[1]
         cols = D.shape[2]
-    if not otam:
-        transpose = rows > cols
     Lr = cols if transpose else rows
     ncols = rows if transpose else cols
-    return Lr, ncols, ncols + 2 * offset, transpose
+    return Lr, ncols, ncols + 2 * offset
 
 
 @njit(inline="always", **_JIT)
@@ -664,30 +672,47 @@ def _wave_forward_block(D, b, Rs, Cs, s, t_lo, t_hi, H, Lr, Wr, T, ncols, otam, 
 
 
 @njit(inline="always", **_JIT)
-def _wave_backward_stripe(Rst, T, H, Wr, otam, inv_gamma, bot_in, bot_out, seed_t, seed_k,
-                          H0, V0, G0, H1, V1, G1, H2, V2, G2):
-    """E = dScore / dR over stripe Rst, written over its R lanes, from the last step to the first.
+def _wave_backward_block(Rs, A, b, P, bots, s, t_lo, t_hi, H, Lr, Wr, T, ncols, otam, offset, transpose,
+                         inv_gamma, seed_t, seed_k):
+    """Backward steps t_hi - 1 .. t_lo of stripe s (steps >= t_hi of this stripe and the stripe below down to step
+    t_lo - H + 1 done): E = dScore / dR over the steps, written over their R lanes, then added into A[b] for the
+    cost cells.
 
-    H*, V*, G* [H + 1] (separate arrays): the pushes of the last three steps to the horizontal, vertical and
-    diagonal predecessors, indexed by the pushing lane; lane k at step t then reads its E as H(t+1)[k] +
-    V(t+1)[k + 1] + G(t+2)[k + 1], entry H standing for the stripe below (bot_in, what the stripe below pushed
-    into this stripe's last row: bot_in[H + j] for column j; G's entry H stays 0).  bot_out [T + H + 2] (zeroed)
-    collects lane 0's pushes into the row above.  seed_t, seed_k: step and lane of the end cell (seed 1), or -1."""
-    zero = Rst.dtype.type(0.0)
-    one = Rst.dtype.type(1.0)
-    inf = Rst.dtype.type(np.inf)
+    P: the stripes' push vectors, 9 (H + 1) values per stripe: the pushes of step t to the horizontal, vertical
+    and diagonal predecessors in rows t % 3, 3 + t % 3 and 6 + t % 3, indexed by the pushing lane; lane k at step
+    t reads its E as H(t+1)[k] + V(t+1)[k + 1] + G(t+2)[k + 1], entry H standing for the stripe below (G's entry
+    H stays 0).  bots: per stripe (and one all-zero one below the last), T + H + 2 values: entry H + j is what
+    stripe s's lane 0 pushed into cell (i0 - 1, j) of the row above.  seed_t, seed_k: step and lane of the end
+    cell (seed 1), or -1."""
+    zero = Rs.dtype.type(0.0)
+    one = Rs.dtype.type(1.0)
+    inf = Rs.dtype.type(np.inf)
     S = H + 1
-    for k in range(H + 1):
-        H0[k] = zero
-        V0[k] = zero
-        G0[k] = zero
-        H1[k] = zero
-        V1[k] = zero
-        G1[k] = zero
-        H2[k] = zero
-        V2[k] = zero
-        G2[k] = zero
-    for t in range(T - 1, -1, -1):
+    SZ = (T + 2) * S
+    NB = T + H + 2
+    Rst = Rs[s * SZ:(s + 1) * SZ]
+    Ps = P[s * 9 * S:(s + 1) * 9 * S]
+    bot_out = bots[s * NB:(s + 1) * NB]
+    bot_in = bots[(s + 1) * NB:(s + 2) * NB]
+    if t_hi == T:
+        for x in range(9 * S):
+            Ps[x] = zero
+        for x in range(NB):
+            bot_out[x] = zero
+    # the rows of steps t, t + 1 and t + 2 for the first step of the block; rotated by reassignment below
+    r0 = (t_hi - 1) % 3
+    r1 = t_hi % 3
+    r2 = (t_hi + 1) % 3
+    H0 = Ps[r0 * S:r0 * S + S]
+    V0 = Ps[(3 + r0) * S:(3 + r0) * S + S]
+    G0 = Ps[(6 + r0) * S:(6 + r0) * S + S]
+    H1 = Ps[r1 * S:r1 * S + S]
+    V1 = Ps[(3 + r1) * S:(3 + r1) * S + S]
+    G1 = Ps[(6 + r1) * S:(6 + r1) * S + S]
+    H2 = Ps[r2 * S:r2 * S + S]
+    V2 = Ps[(3 + r2) * S:(3 + r2) * S + S]
+    G2 = Ps[(6 + r2) * S:(6 + r2) * S + S]
+    for t in range(t_hi - 1, t_lo - 1, -1):
         V1[H] = bot_in[t + 1]  # lane H - 1 at step t is column t - H + 1
         if t == seed_t:
             H1[seed_k] += one  # the end cell's horizontal successor is outside the grid: its push slot is free
@@ -726,105 +751,107 @@ def _wave_backward_stripe(Rst, T, H, Wr, otam, inv_gamma, bot_in, bot_out, seed_
         bot_out[H + t] += V0[0]  # lane 0 (column t) pushes up to column t and diagonally to column t - 1
         bot_out[H + t - 1] += G0[0]
         H2, V2, G2, H1, V1, G1, H0, V0, G0 = H1, V1, G1, H0, V0, G0, H2, V2, G2
-
-
-@njit(inline="always", **_JIT)
-def _wave_store_stripe(Rst, A, b, i0, h, H, ncols, otam, offset, transpose):
-    """A[b] += E of the stripe's cost cells (rows i0 .. i0 + h - 1 of the grid)."""
-    S = H + 1
+    # E of the block's cost cells into A[b] (skewed reads of steps still in cache)
+    i0 = s * H
+    h = min(H, Lr - i0)
     j_first = 1 if (otam and offset == 0) else 0
     Ab = A[b]
     if transpose:
-        for jd in range(j_first, ncols):
+        for jd in range(max(j_first, t_lo - offset - h + 1), min(ncols, t_hi - offset)):
             row = Ab[jd]
-            for k in range(h):
+            for k in range(max(0, t_lo - jd - offset), min(h, t_hi - jd - offset)):
                 row[i0 + k] += Rst[(jd + offset + k + 2) * S + k + 1]
     else:
         for k in range(h):
             row = Ab[i0 + k]
-            for jd in range(j_first, ncols):
-                row[jd] += Rst[(jd + offset + k + 2) * S + k + 1]
+            for t in range(max(t_lo, k + offset + j_first), min(t_hi, k + offset + ncols)):
+                row[t - k - offset] += Rst[(t + 2) * S + k + 1]
 
 
 @njit(inline="always", **_JIT)
-def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, Rs, Cs, bots, work):
-    """One pass of problem b: out[b] (= if first, else +=) its soft score, A[b] += its expected alignment."""
-    Lr, ncols, Wr, transpose = _wave_geometry(D, lengths, b, otam, offset, transpose)
+def _wave_shape(D, lengths, b, offset, transpose):
+    """(Lr, ncols, Wr, H, T, NS, n_blocks) of problem b's pass: grid rows, cost columns, grid columns, rows per
+    stripe, steps per stripe, stripes, step blocks per stripe."""
+    Lr, ncols, Wr = _wave_geometry(D, lengths, b, offset, transpose)
     H = _stripe_height(Lr)
     T = Wr + H - 1
-    NS = (Lr + H - 1) // H
+    return Lr, ncols, Wr, H, T, (Lr + H - 1) // H, (T + _BLOCK - 1) // _BLOCK
+
+
+@njit(inline="always", **_JIT)
+def _wave_score(Rs, Lr, Wr, H, T, NS, out, b, first):
+    """out[b] (= if first, else +=) the score, R of the end cell (stripe NS - 1); returns its (step, lane)."""
     S = H + 1
-    SZ = (T + 2) * S
-    for s in range(NS):
-        for t_lo in range(0, T, _BLOCK):
-            _wave_forward_block(D, b, Rs, Cs, s, t_lo, min(T, t_lo + _BLOCK), H, Lr, Wr, T, ncols, otam, offset,
-                                transpose, gamma, inv_gamma)
-    s_end = NS - 1
-    k_end = Lr - 1 - s_end * H
+    k_end = Lr - 1 - (NS - 1) * H
     t_end = Wr - 1 + k_end
-    score = Rs[s_end * SZ + (t_end + 2) * S + k_end + 1]
+    score = Rs[(NS - 1) * (T + 2) * S + (t_end + 2) * S + k_end + 1]
     if first:
         out[b] = score
     else:
         out[b] += score
-    zero = Rs.dtype.type(0.0)
-    bot_in = bots[0]
-    bot_out = bots[1]
-    for x in range(T + H + 2):
-        bot_in[x] = zero  # nothing below the last stripe
-    for s in range(NS - 1, -1, -1):
-        for x in range(T + H + 2):
-            bot_out[x] = zero
-        Rst = Rs[s * SZ:(s + 1) * SZ]
-        _wave_backward_stripe(Rst, T, H, Wr, otam, inv_gamma, bot_in, bot_out, t_end if s == s_end else -1, k_end,
-                              work[0], work[1], work[2], work[3], work[4], work[5], work[6], work[7], work[8])
-        _wave_store_stripe(Rst, A, b, s * H, min(H, Lr - s * H), H, ncols, otam, offset, transpose)
-        bot_in, bot_out = bot_out, bot_in
+    return t_end, k_end
 
 
 @njit(inline="always", **_JIT)
-def _wave_workspace(L0, M0, otam, offset, two_way):
-    """(values of the stripes' R, of each boundary vector) for the largest pass on a D of L0 x M0 (DTW: the
-    orientation with the longer rows; items with lengths have smaller grids, which need no more)."""
+def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, Rs, Cs, P, bots):
+    """One pass of problem b on this thread: out[b] (= if first, else +=) its soft score, A[b] += its expected
+    alignment.  Stripe by stripe, block by block (the same blocks _wave_pass_tiles spreads over threads)."""
+    Lr, ncols, Wr, H, T, NS, NQ = _wave_shape(D, lengths, b, offset, transpose)
+    for s in range(NS):
+        for q in range(NQ):
+            _wave_forward_block(D, b, Rs, Cs, s, q * _BLOCK, min(T, (q + 1) * _BLOCK), H, Lr, Wr, T, ncols, otam,
+                                offset, transpose, gamma, inv_gamma)
+    t_end, k_end = _wave_score(Rs, Lr, Wr, H, T, NS, out, b, first)
+    NB = T + H + 2
+    for x in range(NS * NB, (NS + 1) * NB):
+        bots[x] = Rs.dtype.type(0.0)  # nothing below the last stripe
+    for s in range(NS - 1, -1, -1):
+        for q in range(NQ - 1, -1, -1):
+            _wave_backward_block(Rs, A, b, P, bots, s, q * _BLOCK, min(T, (q + 1) * _BLOCK), H, Lr, Wr, T, ncols,
+                                 otam, offset, transpose, inv_gamma, t_end if s == NS - 1 else -1, k_end)
+
+
+@njit(inline="always", **_JIT)
+def _wave_workspace(L0, M0, offset, two_way):
+    """(values of the stripes' R, of their push vectors, of their boundary vectors) for the larger pass on a D
+    of L0 x M0 (items with lengths have smaller grids, which need no more)."""
     n_r = 0
+    n_p = 0
     n_b = 0
     for transpose in range(2 if two_way else 1):
-        if not otam:
-            transpose = L0 > M0
         Lr = M0 if transpose else L0
         Wr = (L0 if transpose else M0) + 2 * offset
         H = _stripe_height(Lr)
         T = Wr + H - 1
-        n_r = max(n_r, ((Lr + H - 1) // H) * (T + 2) * (H + 1))
-        n_b = max(n_b, T + H + 2)
-    return n_r, n_b
+        NS = (Lr + H - 1) // H
+        n_r = max(n_r, NS * (T + 2) * (H + 1))
+        n_p = max(n_p, NS * 9 * (H + 1))
+        n_b = max(n_b, (NS + 1) * (T + H + 2))
+    return n_r, n_p, n_b
 
 
 @njit(cache=True, **_JIT)
-def wave_workspace_values(L0, M0, otam, offset, two_way):
-    """Values (of D's dtype) one thread's wavefront workspace holds for a D of L0 x M0: what _wave_problems
-    allocates (the benchmark reports it)."""
-    n_r, n_b = _wave_workspace(L0, M0, otam, offset, two_way)
-    return n_r + 2 * n_b + _BLOCK * _STRIPE + 9 * (_STRIPE + 1)
+def wave_workspace_values(L0, M0, offset, two_way, n_threads):
+    """Values (of D's dtype) the wavefront schedule allocates for a D of L0 x M0: per thread that runs whole
+    problems, or once for a problem whose blocks n_threads threads share (plus one cost block per thread)."""
+    n_r, n_p, n_b = _wave_workspace(L0, M0, offset, two_way)
+    return n_r + n_p + n_b + n_threads * _BLOCK * _STRIPE
 
 
 @njit(cache=True, **_JIT)
 def _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, b_lo, b_hi):
     """Problems b_lo .. b_hi - 1 one after the other with the wavefront schedule: out[b] = the soft score and
     A[b] += the expected alignment of the pass (otam, offset) and, with two_way, of the same pass on D^T."""
-    n_r, n_b = _wave_workspace(D.shape[1], D.shape[2], otam, offset, two_way)
+    n_r, n_p, n_b = _wave_workspace(D.shape[1], D.shape[2], offset, two_way)
     Rs = np.empty(n_r, A.dtype)
+    P = np.empty(n_p, A.dtype)
+    bots = np.empty(n_b, A.dtype)
     Cs = np.empty(_BLOCK * _STRIPE, A.dtype)
-    bots = (np.empty(n_b, A.dtype), np.empty(n_b, A.dtype))
-    nw = _STRIPE + 1
-    work = (np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
-            np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
-            np.empty(nw, A.dtype))
     inv_gamma = A.dtype.type(1.0) / gamma
     for b in range(b_lo, b_hi):
-        _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, Rs, Cs, bots, work)
+        _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, Rs, Cs, P, bots)
         if two_way:
-            _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, Rs, Cs, bots, work)
+            _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, Rs, Cs, P, bots)
 
 
 @njit(parallel=True, cache=True, **_JIT)
@@ -833,6 +860,50 @@ def _wave_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_parts):
     B = D.shape[0]
     for p in prange(n_parts):
         _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, p * B // n_parts, (p + 1) * B // n_parts)
+
+
+@njit(inline="always", **_JIT)
+def _wave_pass_tiles(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, Rs, P, bots):
+    """_wave_pass with the blocks of one problem spread over the threads.  In the forward, block q of stripe s
+    needs block q - 1 of its stripe and block q + 1 of the stripe above (its lane 0 reads the row above up to H
+    steps ahead; H <= _BLOCK), so the blocks of wave d = q + 2 s run at the same time; the backward runs the
+    mirrored waves.  Each block computes exactly what it computes in _wave_pass (same values to the bit)."""
+    Lr, ncols, Wr, H, T, NS, NQ = _wave_shape(D, lengths, b, offset, transpose)
+    for d in range(NQ + 2 * (NS - 1)):
+        s_lo = max(0, (d - NQ + 2) // 2)
+        for x in prange(min(NS - 1, d // 2) - s_lo + 1):
+            s = s_lo + x
+            q = d - 2 * s
+            Cs = np.empty(_BLOCK * H, A.dtype)
+            _wave_forward_block(D, b, Rs, Cs, s, q * _BLOCK, min(T, (q + 1) * _BLOCK), H, Lr, Wr, T, ncols, otam,
+                                offset, transpose, gamma, inv_gamma)
+    t_end, k_end = _wave_score(Rs, Lr, Wr, H, T, NS, out, b, first)
+    NB = T + H + 2
+    for x in range(NS * NB, (NS + 1) * NB):
+        bots[x] = Rs.dtype.type(0.0)
+    # backward: block q of stripe s needs block q + 1 of its stripe and block q - 1 of the stripe below
+    for d in range(NQ + 2 * (NS - 1)):
+        s_lo = max(0, (d - NQ + 2) // 2)
+        for x in prange(min(NS - 1, d // 2) - s_lo + 1):
+            s = NS - 1 - (s_lo + x)
+            q = NQ - 1 - (d - 2 * (s_lo + x))
+            _wave_backward_block(Rs, A, b, P, bots, s, q * _BLOCK, min(T, (q + 1) * _BLOCK), H, Lr, Wr, T, ncols,
+                                 otam, offset, transpose, inv_gamma, t_end if s == NS - 1 else -1, k_end)
+
+
+@njit(parallel=True, cache=True, **_JIT)
+def _wave_tiles_kernel(D, lengths, gamma, otam, offset, two_way, out, A):
+    """All problems one after the other, each with its blocks spread over the threads (for B below the thread
+    count: a single large grid)."""
+    n_r, n_p, n_b = _wave_workspace(D.shape[1], D.shape[2], offset, two_way)
+    Rs = np.empty(n_r, A.dtype)
+    P = np.empty(n_p, A.dtype)
+    bots = np.empty(n_b, A.dtype)
+    inv_gamma = A.dtype.type(1.0) / gamma
+    for b in range(D.shape[0]):
+        _wave_pass_tiles(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, Rs, P, bots)
+        if two_way:
+            _wave_pass_tiles(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, Rs, P, bots)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -846,6 +917,7 @@ _FULL = np.zeros((0, 2), np.int64)  # "no lengths": every item uses the whole of
 
 
 WAVEFRONT = None  # None: choose by shape (use_wavefront); True / False: force one schedule (tests, benchmarks)
+WAVEFRONT_MIN_CELLS = 65536  # grids of this many cells or more run the wavefront whatever the batch
 
 
 def use_wavefront(B: int, L: int, W: int) -> bool:
@@ -853,8 +925,13 @@ def use_wavefront(B: int, L: int, W: int) -> bool:
     anti-diagonals) rather than the lane schedule (SIMD across problems, 64 at a time)."""
     if WAVEFRONT is not None:
         return WAVEFRONT
-    # below 64 problems the lanes are partly empty; below 16 cells a side the diagonals are too short for SIMD
-    return B < _LANES and min(L, W) >= 16
+    # measured (BENCHMARKS.md): the lanes win from one full AVX2 vector of problems (8) up to grids of about
+    # 128 x 128, the wavefront below 8 problems and from 256 x 256 on (the lanes' 3 grids per problem then
+    # overflow the caches); in between they are within ~30% of each other.  Grids under 16 cells a side keep
+    # the lanes: the stripes' throw-away steps would outweigh their cells.
+    if min(L, W) < 16:
+        return False
+    return B < 8 or L * W >= WAVEFRONT_MIN_CELLS
 
 
 def _parts(n_chunks: int, cells: int) -> int:
@@ -923,11 +1000,13 @@ def cpu_scores_alignment(
     args = (D_np.reshape(B, L, M), _lengths_np(lengths), D_np.dtype.type(gamma), otam, offset, two_way,
             out.reshape(B), A.reshape(B, L, M))
     if use_wavefront(B, L, M + 2 * offset):
-        parts = _parts(B, cells)
-        if parts == 1:
+        threads = _parts(numba.get_num_threads(), cells)
+        if threads == 1:
             _wave_problems(*args, 0, B)
-        else:
-            _wave_kernel(*args, parts)
+        elif B >= threads:  # whole problems per thread
+            _wave_kernel(*args, threads)
+        else:  # fewer problems than threads: each problem's blocks are spread over the threads
+            _wave_tiles_kernel(*args)
         return torch.from_numpy(out), torch.from_numpy(A)
     parts = _parts(NC, cells)
     if parts == 1:
