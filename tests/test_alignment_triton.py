@@ -1,6 +1,7 @@
-"""The Triton kernels agree with the numba CPU kernels: under triton's interpreter (TRITON_INTERPRET=1, CPU
-tensors, run in a subprocess because the variable must be set before triton is imported) and, when a GPU is
-present, on CUDA tensors."""
+"""The Triton kernels agree with the numba CPU kernels, both GPU schedules (one program per problem; waves of
+tiles for a few large grids): under triton's interpreter (TRITON_INTERPRET=1, CPU tensors, small shapes, run in a
+subprocess because the variable must be set before triton is imported) and, when a GPU is present, on CUDA
+tensors (large grids too)."""
 from __future__ import annotations
 
 import importlib.util
@@ -64,6 +65,27 @@ COMPARE_SCRIPT = textwrap.dedent(
         assert torch.allclose(out["triton"], out["cpu"], rtol=1e-10, atol=1e-10), f"chunked rows {mode}"
         assert torch.allclose(X["triton"].grad, X["cpu"].grad, rtol=1e-10, atol=1e-10), f"chunked rows {mode}"
         checked += 1
+    # the waves of tiles (several programs per grid, one launch per anti-diagonal of tiles), forced, with tiles
+    # of 4 cells a side: grids of 2-3 tiles a side, partial tiles, tiles outside an item's lengths
+    tk.TILE = 4
+    tk.WAVES = True
+    for (B, L, M) in [(2, 9, 6), (1, 5, 11)]:
+        D = torch.rand(B, L, M, generator=gen, dtype=torch.float64)
+        lengths = torch.stack([torch.randint(1, L + 1, (B,), generator=gen),
+                               torch.randint(1, M + 1, (B,), generator=gen)], -1)
+        for mode in ["dtw", "otam", "otam_both"]:
+            for lens in [None, lengths]:
+                X = {b: D.clone().requires_grad_(True) for b in ["triton", "cpu"]}
+                out = {b: score(X[b], 0.3, mode, lens, b) for b in X}
+                for b in X:
+                    (out[b] * torch.arange(1, B + 1, dtype=D.dtype)).sum().backward()
+                for what, a, b in [("value", out["triton"], out["cpu"]), ("gradient", X["triton"].grad, X["cpu"].grad)]:
+                    err = (a.detach() - b.detach()).abs().max().item()
+                    assert err <= 1e-10, f"waves {B}x{L}x{M} {mode} lengths={lens is not None} {what}: {err}"
+                checked += 1
+        a = cumulative_cost(D, "otam", 0.3, backend="triton")
+        assert torch.allclose(a, cumulative_cost(D, "otam", 0.3, backend="cpu"), rtol=1e-10, atol=1e-10), "waves R"
+        assert torch.equal(hard_otam(D, lengths, backend="triton"), hard_otam(D, lengths, backend="cpu")), "waves hard"
     print("checked", checked)
     """
 )
@@ -77,7 +99,35 @@ def test_triton_kernels_match_cpu_under_interpreter():
         [sys.executable, "-c", COMPARE_SCRIPT], env=env, capture_output=True, text=True, timeout=600
     )
     assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr[-4000:]}"
-    assert "checked 17" in proc.stdout, proc.stdout
+    assert "checked 29" in proc.stdout, proc.stdout
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
+@pytest.mark.parametrize("waves", [False, True])
+def test_triton_schedules_match_cpu_on_gpu(monkeypatch, waves):
+    """Both GPU schedules (one program per problem; waves of tiles) against the CPU kernels, on grids of many
+    tiles, square and very non-square, with lengths."""
+    import tempclr.modules.alignment.triton_kernels as tk
+    from tempclr.modules.alignment import expected_alignment, soft_dtw, soft_otam
+
+    monkeypatch.setattr(tk, "WAVES", waves)
+    gen = torch.Generator().manual_seed(2)
+    for shape in [(2, 300, 200), (1, 1000, 70), (3, 130, 129)]:
+        B, L, M = shape
+        D = torch.rand(shape, generator=gen)
+        lengths = torch.stack([torch.randint(1, L + 1, (B,), generator=gen),
+                               torch.randint(1, M + 1, (B,), generator=gen)], -1)
+        lengths[0] = torch.tensor([L, M])
+        for lens in (None, lengths):
+            for fn in [soft_dtw, lambda *a, **k: soft_otam(*a, bidirectional=True, **k)]:
+                gpu = fn(D.to("cuda"), 0.1, None if lens is None else lens.to("cuda"))
+                cpu = fn(D, 0.1, lens)
+                assert torch.allclose(gpu.cpu(), cpu, rtol=1e-4, atol=1e-3), (shape, (gpu.cpu() - cpu).abs().max())
+            for mode in ["dtw", "otam_both"]:
+                a = expected_alignment(D.to("cuda"), 0.1, mode, None if lens is None else lens.to("cuda")).cpu()
+                b = expected_alignment(D, 0.1, mode, lens)
+                assert torch.allclose(a, b, rtol=1e-3, atol=1e-3), (shape, mode, (a - b).abs().max())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

@@ -1,10 +1,13 @@
-"""The CPU kernels' two schedules: lanes (SIMD across up to 64 problems, for many grids) and the anti-diagonal
-wavefront (one problem at a time, SIMD along each diagonal, for a few large grids).  Values and gradients of
-both against the cell-loop reference on the shapes that select each schedule (one large grid, a few, many;
-square and very non-square; with lengths), the schedule choice itself, the parallel wavefront against the serial
-one, and NaN propagation through the wavefront."""
+"""The CPU kernels' two schedules: lanes (SIMD across up to 64 problems, for many grids) and the wavefront (one
+problem at a time, its grid cut into skewed stripes of up to 64 rows, SIMD along each stripe's anti-diagonals,
+run in blocks of steps that threads can share).  Values and gradients of both against the cell-loop reference on
+the shapes that select each schedule (one large grid, a few, many; square and very non-square; with lengths),
+float64 gradcheck through the wavefront, stripe and block boundaries, the schedule choice itself, the parallel
+wavefront (problems over threads, and one problem's blocks over threads) against the serial one, and NaN and
+extreme inputs through the wavefront."""
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -35,7 +38,9 @@ def random_lengths(gen, B, L, M):
     "shape, wavefront",
     [
         ((1, 1024, 1024), True), ((1, 4096, 512), True), ((3, 700, 300), True), ((8, 256, 256), True),
+        ((4, 64, 64), True), ((64, 256, 256), True), ((1, 16, 16), True),
         ((512, 5, 5), False), ((32, 8, 80), False), ((512, 32, 32), False), ((64, 64, 64), False),
+        ((16, 128, 128), False), ((1, 15, 4096), False), ((8, 64, 64), False),
     ],
 )
 def test_schedule_follows_the_shape(shape, wavefront):
@@ -45,7 +50,7 @@ def test_schedule_follows_the_shape(shape, wavefront):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("with_lengths", [False, True])
-@pytest.mark.parametrize("shape", [(1, 40, 40), (3, 70, 30), (1, 200, 24), (2, 20, 90)])
+@pytest.mark.parametrize("shape", [(1, 40, 40), (3, 70, 30), (1, 200, 24), (2, 20, 90), (1, 130, 70), (1, 66, 140)])
 def test_wavefront_shapes_match_reference(mode, shape, with_lengths):
     B, L, M = shape
     assert cpu_backend.use_wavefront(B, L, M + (2 if mode != "dtw" else 0)), "shape must select the wavefront"
@@ -74,7 +79,10 @@ def test_wavefront_shapes_match_reference(mode, shape, with_lengths):
 def test_both_schedules_agree(monkeypatch, mode, gamma):
     """Forcing either schedule on the same problems gives the same numbers (many, few, tiny and 1-wide grids)."""
     gen = torch.Generator().manual_seed(11)
-    for shape in [(70, 9, 13), (5, 33, 17), (2, 1, 30), (2, 30, 1), (1, 2, 2)]:
+    # stripes: partial (7 rows: 8 lanes, one throw-away), exactly one (64) and one plus a row (65); blocks of
+    # steps: one, several, and a block boundary inside the first stripe's lanes (T = 66 + 63 = 129)
+    for shape in [(70, 9, 13), (5, 33, 17), (2, 1, 30), (2, 30, 1), (1, 2, 2), (1, 7, 300), (1, 64, 130),
+                  (1, 65, 66), (2, 129, 20)]:
         B, L, M = shape
         D = torch.rand(shape, generator=gen, dtype=torch.float64) * 3.0
         lengths = random_lengths(gen, B, L, M)
@@ -88,16 +96,84 @@ def test_both_schedules_agree(monkeypatch, mode, gamma):
             assert torch.allclose(g_wave, g_lane, rtol=1e-10, atol=1e-12), (shape, (g_wave - g_lane).abs().max())
 
 
-def test_parallel_wavefront_matches_serial(monkeypatch):
+@pytest.mark.parametrize("shape", [(5, 60, 45), (1, 150, 300), (1, 300, 150)])
+def test_parallel_wavefront_matches_serial(monkeypatch, shape):
+    """Problems over threads (B >= threads) and one problem's blocks over threads (B below the thread count):
+    equal to the bit to the one-thread schedule."""
+    B, L, M = shape
     gen = torch.Generator().manual_seed(12)
-    D = torch.rand(5, 60, 45, generator=gen)
-    lengths = random_lengths(gen, 5, 60, 45)
-    weights = torch.rand(5, generator=gen)
+    D = torch.rand(shape, generator=gen)
+    lengths = random_lengths(gen, B, L, M)
+    lengths[0] = torch.tensor([L, M])
+    weights = torch.rand(B, generator=gen)
     serial = [value_and_grad(D, mode, lengths, "cpu", weights) for mode in MODES]
     monkeypatch.setattr(cpu_backend, "PARALLEL_MIN_CELLS", 0)
     for mode, (value, grad) in zip(MODES, serial):
         v_par, g_par = value_and_grad(D, mode, lengths, "cpu", weights)
         assert torch.equal(v_par, value) and torch.equal(g_par, grad), mode
+
+
+@pytest.mark.parametrize("otam, offset, two_way", [(False, 0, False), (True, 1, False), (True, 1, True), (True, 0, False),
+                                                   (True, 0, True)])
+def test_block_waves_match_one_thread_order(otam, offset, two_way):
+    """The kernel that spreads one problem's blocks over the threads (called directly, so it is checked whatever
+    the machine's thread count) against the one-thread kernel: equal to the bit, with and without lengths, on
+    grids of several stripes and blocks (and on one stripe of one block)."""
+    gen = torch.Generator().manual_seed(15)
+    for shape in [(2, 200, 150), (1, 9, 300), (1, 20, 20)]:
+        B, L, M = shape
+        D = torch.rand(shape, generator=gen, dtype=torch.float64).numpy()
+        for lengths in (cpu_backend._FULL, random_lengths(gen, B, L, M).numpy()):
+            results = []
+            for kernel in ("serial", "waves"):
+                out = np.empty(B)
+                A = np.zeros(shape)
+                if kernel == "serial":
+                    cpu_backend._wave_problems(D, lengths, 0.2, otam, offset, two_way, out, A, 0, B)
+                else:
+                    cpu_backend._wave_tiles_kernel(D, lengths, 0.2, otam, offset, two_way, out, A)
+                results.append((out, A))
+            (v1, a1), (v2, a2) = results
+            assert np.array_equal(v1, v2) and np.array_equal(a1, a2), (shape, lengths.shape)
+            assert np.isfinite(v1).all() and (a1 >= 0).all() and a1.max() > 0
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_wavefront_gradcheck(monkeypatch, mode):
+    """float64 gradcheck of the wavefront's analytic backward on small grids: one stripe with throw-away lanes (9
+    rows on 16 lanes, D^T's 6 rows on 8); grids of several stripes are checked against the reference above."""
+    monkeypatch.setattr(cpu_backend, "WAVEFRONT", True)
+    gen = torch.Generator().manual_seed(16)
+    D = torch.rand(2, 9, 6, generator=gen, dtype=torch.float64, requires_grad=True)
+    lengths = torch.tensor([[9, 6], [5, 4]])
+    for lens in (None, lengths):
+        assert torch.autograd.gradcheck(lambda x: score(x, mode, lens, gamma=0.3), (D,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", MODES)
+def test_wavefront_extreme_inputs_stay_finite(monkeypatch, mode, dtype):
+    """Large distances with small and large gamma, mixed scales and ties through the wavefront: finite, the
+    alignment in [0, passes], and the float64 reference's scores."""
+    monkeypatch.setattr(cpu_backend, "WAVEFRONT", True)
+    gen = torch.Generator().manual_seed(17)
+    shape = (2, 20, 17)
+    cases = {
+        "distances 1e4, gamma 1e-3": (torch.rand(shape, generator=gen) * 1e4, 1e-3),
+        "distances 1e4, gamma 10": (torch.rand(shape, generator=gen) * 1e4, 10.0),
+        "mixed scales, gamma 1e-3": (
+            torch.rand(shape, generator=gen) * 10.0 ** torch.randint(-6, 5, shape, generator=gen), 1e-3),
+        "ties (constant 1e4), gamma 1e-3": (torch.full(shape, 1e4), 1e-3),
+    }
+    passes = 2 if mode == "otam_both" else 1
+    for name, (values, gamma) in cases.items():
+        D = values.to(dtype).requires_grad_(True)
+        out = score(D, mode, gamma=gamma)
+        out.sum().backward()
+        assert torch.isfinite(out).all() and torch.isfinite(D.grad).all(), f"{mode} {name}"
+        assert D.grad.min() >= 0 and D.grad.max() <= passes * (1 + 1e-5), f"{mode} {name}: alignment range"
+        reference = score(values.double(), mode, backend="ref", gamma=gamma)
+        assert torch.allclose(out.double(), reference, rtol=1e-5, atol=0), f"{mode} {name}: vs reference"
 
 
 def test_one_large_grid_matches_lane_schedule(monkeypatch):

@@ -1,17 +1,20 @@
 """CPU backend: numba kernels for the alignment recursion of ``grid.py``: scores, and scores with the expected
 alignment (the analytic gradient).
 
-Two schedules, chosen per call by shape (``use_wavefront``):
+Two schedules, chosen per call by shape (``use_wavefront``, thresholds measured, see BENCHMARKS.md):
 
-* lanes, for many grids (B >= 64, or grids under 16 cells on a side): described below;
-* wavefront, for a few large grids: one problem at a time, its grid stored anti-diagonal by anti-diagonal so
-  that the cells of one diagonal (independent of each other) form one SIMD loop; problems are spread over the
-  threads when the call is large enough.  See the section "Wavefront schedule" below.
+* lanes, for many small grids (B >= 8 and grids under 65,536 cells, or any grid under 16 cells on a side):
+  SIMD across up to 64 problems, described below;
+* wavefront, for a few grids (B < 8) or large ones (>= 65,536 cells): one problem at a time, its grid cut into
+  stripes of up to 64 rows; the cells of one anti-diagonal of a stripe (independent of each other) form one SIMD
+  loop.  Problems are spread over the threads when the call is large enough; fewer problems than threads (one
+  large grid) share the threads block by block.  See the section "Wavefront schedule" below.
 
-Memory per problem (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64
-problems of the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs
-L W and E L W values, i.e. about 3 grids; wavefront, per thread whatever B: R and C, (L+1)(W+1) values each, about
-2 grids (8 MiB for one 1024 x 1024 float32 grid), plus O(L + W).  W is the grid width: M for DTW, M + 2 for OTAM.
+Memory (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64 problems of
+the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs L W and E L W
+values, i.e. about 3 grids; wavefront, per thread whatever B: the stripes' R, about (1 + 64/W)(1 + 1/64) grids,
+plus O(L + W) and a 32 KiB cost block (4.5 MiB for one 1024 x 1024 float32 grid).  W is the grid width: M for DTW,
+M + 2 for OTAM.
 
 Layout.  Problems are processed in chunks of 64 lanes with the lane (problem) index innermost:
 ``R[chunk, i, j, lane]``.  The cell recursion is sequential inside one problem, but the lanes are independent, so
@@ -484,25 +487,37 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Wavefront schedule: one problem at a time, vectorised along the anti-diagonals of its grid.  Used when the batch
-# is too small to fill the lanes and the grids are large (see _use_wavefront).
+# Wavefront schedule: one problem at a time, its grid cut into stripes of up to _STRIPE rows; inside a stripe the
+# cells of one anti-diagonal (independent of each other) form one SIMD loop.  Used for a few grids, or large ones,
+# of at least 16 cells a side (see use_wavefront).
 #
-# Layout: the bordered grid (rows I = 0..Lr, columns J = 0..Wr; row 0 and column 0 are the +inf border, cell
-# (0, 0) the virtual start 0) is stored diagonal by diagonal in one flat array, diagonal s = I + J holding its
-# cells I = max(0, s - Wr) .. min(Lr, s) contiguously at base[s] + I.  The three predecessors of (I, J) are then
-# contiguous runs of the two previous diagonals: diagonal (I-1, J-1) at base[s-2] + I - 1, horizontal (I, J-1) at
-# base[s-1] + I and vertical (I-1, J) at base[s-1] + I - 1, so the cell loop over I is plain SIMD code.  Only the
-# item's real part (its lengths) is laid out, so padding costs nothing.
+# Skewed stripe layout.  Stripe s holds grid rows i0 = s H .. i0 + H - 1 (H = _stripe_height(Lr): up to 64, a
+# multiple of 8); at step t its lane k is cell (i0 + k, t - k), so one step is one anti-diagonal of the stripe,
+# T = Wr + H - 1 steps in all (lanes before their first or after their last column compute throw-away values
+# that no real cell reads).  Step t of stripe s is row t + 2 of its block Rs[s] of (T + 2) x (H + 1) values:
+# entry 0 of the row is the boundary (row i0 - 1 of the grid, read by lane 0), entries 1..H the lanes.  The three
+# predecessors of lane k at step t are then contiguous runs: horizontal (same lane, step t - 1) at row t + 1,
+# entry k + 1; vertical (lane k - 1, step t - 1) at row t + 1, entry k; diagonal (lane k - 1, step t - 2) at row
+# t, entry k.  So each step is a plain vector loop over k, with no layout copy of the whole grid: only the costs
+# of _BLOCK steps at a time are skewed into a small buffer (Cs, in L1/L2), straight from D.
 #
-# Memory per problem (per thread, reused across the problems it runs): R and C, (Lr+1)(Wr+1) values each (C holds
-# the costs in the forward and the expected alignment E in the backward), plus 7 vectors of max(L, M) + 2 values
-# and Lr + Wr + 1 int64 diagonal offsets.  For one 1024x1024 float32 grid: 2 x 4.0 MiB (DTW; OTAM: 2 x 4.0 MiB
-# for its 1024 x 1026 grid), beyond D and its gradient.
+# Backward: E overwrites R from the last step of the last stripe back; each cell pushes E times its normalised
+# soft-min weights to its three predecessors through nine rotating vectors per stripe (push direction x the three
+# last steps), and lane 0's pushes into the row above are kept in a per-stripe vector that the stripe above reads.
+# E of the cost cells is added into the gradient block by block (one skewed read per cell, the block in cache).
 #
-# Backward: the pushes of diagonal s to its predecessors go to three vectors indexed by the target's row, h_out
-# (target (I, J-1), diagonal s-1), v_out ((I-1, J), diagonal s-1) and d_out ((I-1, J-1), diagonal s-2); a cell of
-# diagonal s then reads its E as h_in[I] + v_in[I] + d_in[I] (pushes from diagonals s+1 and s+2).  The vectors
-# rotate between diagonals and only the range the next diagonals read is cleared.
+# Blocks and threads.  Each stripe's steps run in blocks of _BLOCK.  Forward block q of stripe s needs block q - 1
+# of its stripe and block q + 1 of the stripe above (lane 0 reads the row above up to H <= _BLOCK steps ahead);
+# backward block q needs block q + 1 of its stripe and block q - 1 of the stripe below.  One thread runs the
+# blocks stripe by stripe; for fewer problems than threads, the blocks of one "wave" (q + 2 s constant) run on
+# the threads at once, one parallel region per wave.  Both orders compute every block from the same inputs, so
+# their results are equal to the bit.
+#
+# Memory (beyond D and its gradient, per thread that runs whole problems, reused across them; once for a
+# problem whose blocks the threads share): the stripes' R, ceil(Lr/H) (T + 2)(H + 1) values (about (1 + H/Wr)
+# (1 + 1/H) grids); per stripe 9 (H + 1) push values and T + H + 2 boundary values; a cost block of _BLOCK x H
+# values per thread.  For one 1024 x 1024 float32 grid: 4.5 MiB (DTW; two-way OTAM: the larger of its two
+# passes, also 4.5 MiB); wave_workspace_values() gives the exact count.
 # ----------------------------------------------------------------------------------------------------------------
 def _wexp(x):
     """exp_nonpos for the wavefront loops, marked always-inline for LLVM: the backward loops hold up to three exps
@@ -554,101 +569,14 @@ def _wsoftmin2(d, h, gamma, inv_gamma, hard):
     return m if top == np.inf else r
 
 
-@njit(inline="always", **_JIT)
-def _wave_bases(base, Lr, Wr):
-    """base[s] = flat index of cell (0, s) of diagonal s, so that cell (I, s - I) is at base[s] + I."""
-    off = 0
-    for s in range(Lr + Wr + 1):
-        lo = max(0, s - Wr)
-        hi = min(Lr, s)
-        base[s] = off - lo
-        off += hi - lo + 1
+_STRIPE = 64  # rows per stripe (8 AVX2 float32 vectors per step)
+_BLOCK = 128  # steps whose costs are skewed at a time
 
 
 @njit(inline="always", **_JIT)
-def _wave_mid(s, ia, ib, Wr, otam):
-    """The cells [ma, mb] of diagonal s (inner cells [ia, ib]) where OTAM forbids the vertical move (grid columns
-    2 .. Wr - 2, bordered J = 3 .. Wr - 1); empty (mb = ma - 1) for DTW."""
-    if not otam:
-        return ia, ia - 1
-    ma = max(ia, s - Wr + 1)
-    mb = min(ib, s - 3)
-    if mb < ma:
-        mb = ma - 1
-    return ma, mb
-
-
-@njit(inline="always", **_JIT)
-def _wave_load(D, b, C, base, Lr, Wr, ncols, otam, offset, transpose):
-    """C (diagonal layout) = the grid's costs: D[b] inside the item's (Lr x ncols) real part, 0 on OTAM's side
-    columns; copied in 32 x 32 tiles so that the scattered side of the copy stays in cache."""
-    zero = C.dtype.type(0.0)
-    for t in range((Lr + 1) * (Wr + 1)):
-        C[t] = zero
-    j_first = 1 if (otam and offset == 0) else 0
-    Db = D[b]
-    for i0 in range(0, Lr, 32):
-        i1 = min(Lr, i0 + 32)
-        for j0 in range(j_first, ncols, 32):
-            j1 = min(ncols, j0 + 32)
-            if transpose:
-                for jd in range(j0, j1):
-                    for i in range(i0, i1):
-                        C[base[i + jd + offset + 2] + i + 1] = Db[jd, i]
-            else:
-                for i in range(i0, i1):
-                    for jd in range(j0, j1):
-                        C[base[i + jd + offset + 2] + i + 1] = Db[i, jd]
-
-
-@njit(inline="always", **_JIT)
-def _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose):
-    """A[b] += the expected alignment held in C (diagonal layout), cost cells of the real part only."""
-    j_first = 1 if (otam and offset == 0) else 0
-    Ab = A[b]
-    for i0 in range(0, Lr, 32):
-        i1 = min(Lr, i0 + 32)
-        for j0 in range(j_first, ncols, 32):
-            j1 = min(ncols, j0 + 32)
-            if transpose:
-                for jd in range(j0, j1):
-                    for i in range(i0, i1):
-                        Ab[jd, i] += C[base[i + jd + offset + 2] + i + 1]
-            else:
-                for i in range(i0, i1):
-                    for jd in range(j0, j1):
-                        Ab[i, jd] += C[base[i + jd + offset + 2] + i + 1]
-
-
-@njit(inline="always", **_JIT)
-def _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, hard):
-    """R (diagonal layout, bordered) = the cumulative costs of the grid whose costs C holds."""
-    inf = R.dtype.type(np.inf)
-    for J in range(Wr + 1):
-        R[base[J]] = inf  # row 0
-    for I in range(1, Lr + 1):
-        R[base[I] + I] = inf  # column 0
-    R[base[0]] = R.dtype.type(0.0)
-    for s in range(2, Lr + Wr + 1):
-        b0 = base[s]
-        b1 = base[s - 1]
-        b2 = base[s - 2]
-        ia = max(1, s - Wr)
-        ib = min(Lr, s - 1)
-        ma, mb = _wave_mid(s, ia, ib, Wr, otam)
-        # views starting at the diagonal's first inner cell: indices from 0 are provably non-negative, so numba
-        # emits no wrap-around select and the addresses stay affine (R[b0 + I] with a loaded b0 is not vectorised)
-        out = R[b0 + ia:b0 + ib + 1]
-        cost = C[b0 + ia:b0 + ib + 1]
-        dg = R[b2 + ia - 1:b2 + ib]
-        hz = R[b1 + ia:b1 + ib + 1]
-        vt = R[b1 + ia - 1:b1 + ib]
-        for k in range(ma - ia):
-            out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, hard)
-        for k in range(ma - ia, mb + 1 - ia):
-            out[k] = cost[k] + _wsoftmin2(dg[k], hz[k], gamma, inv_gamma, hard)
-        for k in range(mb + 1 - ia, ib + 1 - ia):
-            out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, hard)
+def _stripe_height(Lr):
+    """Rows per stripe for a grid of Lr rows: all of them, rounded up to a vector of 8, up to _STRIPE."""
+    return min(_STRIPE, (Lr + 7) // 8 * 8)
 
 
 @njit(inline="always", **_JIT)
@@ -665,75 +593,9 @@ def _wave_weights3(e, d, h, v, inv_gamma, one):
 
 
 @njit(inline="always", **_JIT)
-def _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, H0, V0, G0, H1, V1, G1, H2, V2, G2):
-    """C (diagonal layout) = E = dScore / dR for every inner cell: the expected alignment.
-
-    H*, V*, G* [Lr + 2] (separate arrays): three sets (one per diagonal s, s + 1, s + 2, rotating) of three vectors, the pushes of one
-    diagonal indexed by the source cell's row I: H[I] to its horizontal predecessor (same I, diagonal s - 1), V[I]
-    to the vertical one (I - 1, diagonal s - 1), G[I] to the diagonal one (I - 1, diagonal s - 2).  Cell I of
-    diagonal s then reads its E as H(s+1)[I] + V(s+1)[I + 1] + G(s+2)[I + 1]; the entries just outside each
-    diagonal's run are kept at 0 (no such source).  (The three directions interleaved in one vector, P[3I + c],
-    kept the push loop scalar: LLVM does not vectorise that store group.)"""
-    zero = R.dtype.type(0.0)
-    one = R.dtype.type(1.0)
-    for t in range(Lr + 2):
-        H0[t] = zero
-        V0[t] = zero
-        G0[t] = zero
-        H1[t] = zero
-        V1[t] = zero
-        G1[t] = zero
-        H2[t] = zero
-        V2[t] = zero
-        G2[t] = zero
-    H1[Lr] = one  # the seed: dScore / dR[end] = 1, read by the end cell as a horizontal push
-    for s in range(Lr + Wr, 1, -1):
-        b0 = base[s]
-        b1 = base[s - 1]
-        b2 = base[s - 2]
-        ia = max(1, s - Wr)
-        ib = min(Lr, s - 1)
-        n = ib + 1 - ia
-        e_o = C[b0 + ia:b0 + ia + n]
-        eh = H1[ia:ia + n]
-        ev = V1[ia + 1:ia + 1 + n]
-        eg = G2[ia + 1:ia + 1 + n]
-        for k in range(n):
-            e_o[k] = eh[k] + ev[k] + eg[k]
-        dg = R[b2 + ia - 1:b2 + ia - 1 + n]
-        hz = R[b1 + ia:b1 + ia + n]
-        vt = R[b1 + ia - 1:b1 + ia - 1 + n]
-        ph = H0[ia:ia + n]
-        pv = V0[ia:ia + n]
-        pd = G0[ia:ia + n]
-        ma, mb = _wave_mid(s, ia, ib, Wr, otam)
-        for k in range(ma - ia):
-            ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
-        for k in range(ma - ia, mb + 1 - ia):
-            # no vertical move: the smaller predecessor has weight 1, the other exp(-|d - h| / gamma)
-            d = dg[k]
-            h = hz[k]
-            w = _wexp(-abs(d - h) * inv_gamma)
-            wd = one if d <= h else w
-            wh = w if d <= h else one
-            scale = e_o[k] / (one + w)
-            ph[k] = wh * scale
-            pv[k] = zero
-            pd[k] = wd * scale
-        for k in range(mb + 1 - ia, n):
-            ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
-        H0[ia - 1] = zero
-        V0[ia - 1] = zero
-        G0[ia - 1] = zero
-        H0[ib + 1] = zero
-        V0[ib + 1] = zero
-        G0[ib + 1] = zero
-        H2, V2, G2, H1, V1, G1, H0, V0, G0 = H1, V1, G1, H0, V0, G0, H2, V2, G2
-
-
-@njit(inline="always", **_JIT)
-def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, R, C, base, work):
-    """One pass of problem b: out[b] (= if first, else +=) its soft score, A[b] += its expected alignment."""
+def _wave_geometry(D, lengths, b, offset, transpose):
+    """(Lr, ncols, Wr) of problem b's grid: rows, cost columns (D's columns, or its rows when transpose) and grid
+    columns."""
     if lengths.shape[0] > 0:
         rows = lengths[b, 0]
         cols = lengths[b, 1]
@@ -742,41 +604,254 @@ def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A,
         cols = D.shape[2]
     Lr = cols if transpose else rows
     ncols = rows if transpose else cols
-    Wr = ncols + 2 * offset
-    _wave_bases(base, Lr, Wr)
-    _wave_load(D, b, C, base, Lr, Wr, ncols, otam, offset, transpose)
-    _wave_forward(R, C, base, Lr, Wr, otam, gamma, inv_gamma, False)
-    score = R[base[Lr + Wr] + Lr]
+    return Lr, ncols, ncols + 2 * offset
+
+
+@njit(inline="always", **_JIT)
+def _wave_forward_block(D, b, Rs, Cs, s, t_lo, t_hi, H, Lr, Wr, T, ncols, otam, offset, transpose, gamma,
+                        inv_gamma):
+    """Steps t_lo .. t_hi - 1 of stripe s (R of the stripe above complete): its boundary entries, the block's
+    skewed costs, then the sweep."""
+    inf = Rs.dtype.type(np.inf)
+    zero = Rs.dtype.type(0.0)
+    S = H + 1
+    SZ = (T + 2) * S
+    i0 = s * H
+    h = min(H, Lr - i0)
+    Rst = Rs[s * SZ:(s + 1) * SZ]
+    if t_lo == 0:
+        for k in range(1, H + 1):  # steps -2 and -1: before every lane's first column
+            Rst[k] = inf
+            Rst[S + k] = inf
+    # entry 0 of row u: bordered R of grid row i0 - 1, column u (the virtual start 0 above stripe 0's (0, 0))
+    if s == 0:
+        for u in range(t_lo, t_hi + 1):
+            Rst[u * S] = zero if u == 0 else inf
+    else:
+        above = Rs[(s - 1) * SZ:s * SZ]
+        for u in range(t_lo, min(t_hi, Wr) + 1):
+            Rst[u * S] = above[(u + H) * S + H]  # lane H - 1 of the stripe above at step u + H - 2
+        for u in range(max(t_lo, Wr + 1), t_hi + 1):
+            Rst[u * S] = inf
+    # Cs[(t - t_lo) H + k] = cost of cell (i0 + k, t - k): D inside the real part, 0 on OTAM's side columns and
+    # for throw-away lanes
+    for x in range((t_hi - t_lo) * H):
+        Cs[x] = zero
+    j_first = 1 if (otam and offset == 0) else 0
+    Db = D[b]
+    if transpose:  # the grid's row i0 + k is D's column: read D's rows along the lanes
+        for jd in range(max(j_first, t_lo - offset - h + 1), min(ncols, t_hi - offset)):
+            row = Db[jd]
+            for k in range(max(0, t_lo - jd - offset), min(h, t_hi - jd - offset)):
+                Cs[(jd + offset + k - t_lo) * H + k] = row[i0 + k]
+    else:
+        for k in range(h):
+            row = Db[i0 + k]
+            for t in range(max(t_lo, k + offset + j_first), min(t_hi, k + offset + ncols)):
+                Cs[(t - t_lo) * H + k] = row[t - k - offset]
+    for t in range(t_lo, t_hi):
+        # views starting at the run's first cell: indices from 0 are provably non-negative, so numba emits no
+        # wrap-around select and the loads stay affine (vectorised)
+        out = Rst[(t + 2) * S + 1:(t + 2) * S + 1 + H]
+        hz = Rst[(t + 1) * S + 1:(t + 1) * S + 1 + H]
+        vt = Rst[(t + 1) * S:(t + 1) * S + H]
+        dg = Rst[t * S:t * S + H]
+        cost = Cs[(t - t_lo) * H:(t - t_lo) * H + H]
+        if otam and t >= H + 1 and t <= Wr - 2:
+            # every lane's column t - k lies in 2 .. Wr - 2, where OTAM forbids the vertical move
+            for k in range(H):
+                out[k] = cost[k] + _wsoftmin2(dg[k], hz[k], gamma, inv_gamma, False)
+        elif otam:
+            for k in range(H):
+                j = t - k
+                v = vt[k] if (j <= 1 or j == Wr - 1) else inf
+                out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], v, gamma, inv_gamma, False)
+        else:
+            for k in range(H):
+                out[k] = cost[k] + _wsoftmin3(dg[k], hz[k], vt[k], gamma, inv_gamma, False)
+
+
+@njit(inline="always", **_JIT)
+def _wave_backward_block(Rs, A, b, P, bots, s, t_lo, t_hi, H, Lr, Wr, T, ncols, otam, offset, transpose,
+                         inv_gamma, seed_t, seed_k):
+    """Backward steps t_hi - 1 .. t_lo of stripe s (steps >= t_hi of this stripe and the stripe below down to step
+    t_lo - H + 1 done): E = dScore / dR over the steps, written over their R lanes, then added into A[b] for the
+    cost cells.
+
+    P: the stripes' push vectors, 9 (H + 1) values per stripe: the pushes of step t to the horizontal, vertical
+    and diagonal predecessors in rows t % 3, 3 + t % 3 and 6 + t % 3, indexed by the pushing lane; lane k at step
+    t reads its E as H(t+1)[k] + V(t+1)[k + 1] + G(t+2)[k + 1], entry H standing for the stripe below (G's entry
+    H stays 0).  bots: per stripe (and one all-zero one below the last), T + H + 2 values: entry H + j is what
+    stripe s's lane 0 pushed into cell (i0 - 1, j) of the row above.  seed_t, seed_k: step and lane of the end
+    cell (seed 1), or -1."""
+    zero = Rs.dtype.type(0.0)
+    one = Rs.dtype.type(1.0)
+    inf = Rs.dtype.type(np.inf)
+    S = H + 1
+    SZ = (T + 2) * S
+    NB = T + H + 2
+    Rst = Rs[s * SZ:(s + 1) * SZ]
+    Ps = P[s * 9 * S:(s + 1) * 9 * S]
+    bot_out = bots[s * NB:(s + 1) * NB]
+    bot_in = bots[(s + 1) * NB:(s + 2) * NB]
+    if t_hi == T:
+        for x in range(9 * S):
+            Ps[x] = zero
+        for x in range(NB):
+            bot_out[x] = zero
+    # the rows of steps t, t + 1 and t + 2 for the first step of the block; rotated by reassignment below
+    r0 = (t_hi - 1) % 3
+    r1 = t_hi % 3
+    r2 = (t_hi + 1) % 3
+    H0 = Ps[r0 * S:r0 * S + S]
+    V0 = Ps[(3 + r0) * S:(3 + r0) * S + S]
+    G0 = Ps[(6 + r0) * S:(6 + r0) * S + S]
+    H1 = Ps[r1 * S:r1 * S + S]
+    V1 = Ps[(3 + r1) * S:(3 + r1) * S + S]
+    G1 = Ps[(6 + r1) * S:(6 + r1) * S + S]
+    H2 = Ps[r2 * S:r2 * S + S]
+    V2 = Ps[(3 + r2) * S:(3 + r2) * S + S]
+    G2 = Ps[(6 + r2) * S:(6 + r2) * S + S]
+    for t in range(t_hi - 1, t_lo - 1, -1):
+        V1[H] = bot_in[t + 1]  # lane H - 1 at step t is column t - H + 1
+        if t == seed_t:
+            H1[seed_k] += one  # the end cell's horizontal successor is outside the grid: its push slot is free
+        e_o = Rst[(t + 2) * S + 1:(t + 2) * S + 1 + H]
+        eh = H1[0:H]
+        ev = V1[1:H + 1]
+        eg = G2[1:H + 1]
+        for k in range(H):
+            e_o[k] = eh[k] + ev[k] + eg[k]
+        hz = Rst[(t + 1) * S + 1:(t + 1) * S + 1 + H]
+        vt = Rst[(t + 1) * S:(t + 1) * S + H]
+        dg = Rst[t * S:t * S + H]
+        ph = H0[0:H]
+        pv = V0[0:H]
+        pd = G0[0:H]
+        if otam and t >= H + 1 and t <= Wr - 2:
+            for k in range(H):
+                # no vertical move: the smaller predecessor has weight 1, the other exp(-|d - h| / gamma)
+                d = dg[k]
+                h = hz[k]
+                w = _wexp(-abs(d - h) * inv_gamma)
+                wd = one if d <= h else w
+                wh = w if d <= h else one
+                scale = e_o[k] / (one + w)
+                ph[k] = wh * scale
+                pv[k] = zero
+                pd[k] = wd * scale
+        elif otam:
+            for k in range(H):
+                j = t - k
+                v = vt[k] if (j <= 1 or j == Wr - 1) else inf
+                ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], v, inv_gamma, one)
+        else:
+            for k in range(H):
+                ph[k], pv[k], pd[k] = _wave_weights3(e_o[k], dg[k], hz[k], vt[k], inv_gamma, one)
+        bot_out[H + t] += V0[0]  # lane 0 (column t) pushes up to column t and diagonally to column t - 1
+        bot_out[H + t - 1] += G0[0]
+        H2, V2, G2, H1, V1, G1, H0, V0, G0 = H1, V1, G1, H0, V0, G0, H2, V2, G2
+    # E of the block's cost cells into A[b] (skewed reads of steps still in cache)
+    i0 = s * H
+    h = min(H, Lr - i0)
+    j_first = 1 if (otam and offset == 0) else 0
+    Ab = A[b]
+    if transpose:
+        for jd in range(max(j_first, t_lo - offset - h + 1), min(ncols, t_hi - offset)):
+            row = Ab[jd]
+            for k in range(max(0, t_lo - jd - offset), min(h, t_hi - jd - offset)):
+                row[i0 + k] += Rst[(jd + offset + k + 2) * S + k + 1]
+    else:
+        for k in range(h):
+            row = Ab[i0 + k]
+            for t in range(max(t_lo, k + offset + j_first), min(t_hi, k + offset + ncols)):
+                row[t - k - offset] += Rst[(t + 2) * S + k + 1]
+
+
+@njit(inline="always", **_JIT)
+def _wave_shape(D, lengths, b, offset, transpose):
+    """(Lr, ncols, Wr, H, T, NS, n_blocks) of problem b's pass: grid rows, cost columns, grid columns, rows per
+    stripe, steps per stripe, stripes, step blocks per stripe."""
+    Lr, ncols, Wr = _wave_geometry(D, lengths, b, offset, transpose)
+    H = _stripe_height(Lr)
+    T = Wr + H - 1
+    return Lr, ncols, Wr, H, T, (Lr + H - 1) // H, (T + _BLOCK - 1) // _BLOCK
+
+
+@njit(inline="always", **_JIT)
+def _wave_score(Rs, Lr, Wr, H, T, NS, out, b, first):
+    """out[b] (= if first, else +=) the score, R of the end cell (stripe NS - 1); returns its (step, lane)."""
+    S = H + 1
+    k_end = Lr - 1 - (NS - 1) * H
+    t_end = Wr - 1 + k_end
+    score = Rs[(NS - 1) * (T + 2) * S + (t_end + 2) * S + k_end + 1]
     if first:
         out[b] = score
     else:
         out[b] += score
-    _wave_backward(R, C, base, Lr, Wr, otam, inv_gamma, work[0], work[1], work[2], work[3], work[4], work[5],
-                   work[6], work[7], work[8])
-    _wave_store(C, base, A, b, Lr, ncols, otam, offset, transpose)
+    return t_end, k_end
+
+
+@njit(inline="always", **_JIT)
+def _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, Rs, Cs, P, bots):
+    """One pass of problem b on this thread: out[b] (= if first, else +=) its soft score, A[b] += its expected
+    alignment.  Stripe by stripe, block by block (the same blocks _wave_pass_tiles spreads over threads)."""
+    Lr, ncols, Wr, H, T, NS, NQ = _wave_shape(D, lengths, b, offset, transpose)
+    for s in range(NS):
+        for q in range(NQ):
+            _wave_forward_block(D, b, Rs, Cs, s, q * _BLOCK, min(T, (q + 1) * _BLOCK), H, Lr, Wr, T, ncols, otam,
+                                offset, transpose, gamma, inv_gamma)
+    t_end, k_end = _wave_score(Rs, Lr, Wr, H, T, NS, out, b, first)
+    NB = T + H + 2
+    for x in range(NS * NB, (NS + 1) * NB):
+        bots[x] = Rs.dtype.type(0.0)  # nothing below the last stripe
+    for s in range(NS - 1, -1, -1):
+        for q in range(NQ - 1, -1, -1):
+            _wave_backward_block(Rs, A, b, P, bots, s, q * _BLOCK, min(T, (q + 1) * _BLOCK), H, Lr, Wr, T, ncols,
+                                 otam, offset, transpose, inv_gamma, t_end if s == NS - 1 else -1, k_end)
+
+
+@njit(inline="always", **_JIT)
+def _wave_workspace(L0, M0, offset, two_way):
+    """(values of the stripes' R, of their push vectors, of their boundary vectors) for the larger pass on a D
+    of L0 x M0 (items with lengths have smaller grids, which need no more)."""
+    n_r = 0
+    n_p = 0
+    n_b = 0
+    for transpose in range(2 if two_way else 1):
+        Lr = M0 if transpose else L0
+        Wr = (L0 if transpose else M0) + 2 * offset
+        H = _stripe_height(Lr)
+        T = Wr + H - 1
+        NS = (Lr + H - 1) // H
+        n_r = max(n_r, NS * (T + 2) * (H + 1))
+        n_p = max(n_p, NS * 9 * (H + 1))
+        n_b = max(n_b, (NS + 1) * (T + H + 2))
+    return n_r, n_p, n_b
+
+
+@njit(cache=True, **_JIT)
+def wave_workspace_values(L0, M0, offset, two_way, n_threads):
+    """Values (of D's dtype) the wavefront schedule allocates for a D of L0 x M0: per thread that runs whole
+    problems, or once for a problem whose blocks n_threads threads share (plus one cost block per thread)."""
+    n_r, n_p, n_b = _wave_workspace(L0, M0, offset, two_way)
+    return n_r + n_p + n_b + n_threads * _BLOCK * _STRIPE
 
 
 @njit(cache=True, **_JIT)
 def _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, b_lo, b_hi):
     """Problems b_lo .. b_hi - 1 one after the other with the wavefront schedule: out[b] = the soft score and
     A[b] += the expected alignment of the pass (otam, offset) and, with two_way, of the same pass on D^T."""
-    L0 = D.shape[1]
-    M0 = D.shape[2]
-    cells = (L0 + 1) * (M0 + 2 * offset + 1)
-    if two_way:
-        cells = max(cells, (M0 + 1) * (L0 + 2 * offset + 1))
-    R = np.empty(cells, A.dtype)
-    C = np.empty(cells, A.dtype)
-    base = np.empty(L0 + M0 + 2 * offset + 1, np.int64)
-    nw = max(L0, M0) + 2
-    work = (np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
-            np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype), np.empty(nw, A.dtype),
-            np.empty(nw, A.dtype))
+    n_r, n_p, n_b = _wave_workspace(D.shape[1], D.shape[2], offset, two_way)
+    Rs = np.empty(n_r, A.dtype)
+    P = np.empty(n_p, A.dtype)
+    bots = np.empty(n_b, A.dtype)
+    Cs = np.empty(_BLOCK * _STRIPE, A.dtype)
     inv_gamma = A.dtype.type(1.0) / gamma
     for b in range(b_lo, b_hi):
-        _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, R, C, base, work)
+        _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, Rs, Cs, P, bots)
         if two_way:
-            _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, R, C, base, work)
+            _wave_pass(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, Rs, Cs, P, bots)
 
 
 @njit(parallel=True, cache=True, **_JIT)
@@ -785,6 +860,50 @@ def _wave_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_parts):
     B = D.shape[0]
     for p in prange(n_parts):
         _wave_problems(D, lengths, gamma, otam, offset, two_way, out, A, p * B // n_parts, (p + 1) * B // n_parts)
+
+
+@njit(inline="always", **_JIT)
+def _wave_pass_tiles(D, lengths, b, gamma, inv_gamma, otam, offset, transpose, out, A, first, Rs, P, bots):
+    """_wave_pass with the blocks of one problem spread over the threads.  In the forward, block q of stripe s
+    needs block q - 1 of its stripe and block q + 1 of the stripe above (its lane 0 reads the row above up to H
+    steps ahead; H <= _BLOCK), so the blocks of wave d = q + 2 s run at the same time; the backward runs the
+    mirrored waves.  Each block computes exactly what it computes in _wave_pass (same values to the bit)."""
+    Lr, ncols, Wr, H, T, NS, NQ = _wave_shape(D, lengths, b, offset, transpose)
+    for d in range(NQ + 2 * (NS - 1)):
+        s_lo = max(0, (d - NQ + 2) // 2)
+        for x in prange(min(NS - 1, d // 2) - s_lo + 1):
+            s = s_lo + x
+            q = d - 2 * s
+            Cs = np.empty(_BLOCK * H, A.dtype)
+            _wave_forward_block(D, b, Rs, Cs, s, q * _BLOCK, min(T, (q + 1) * _BLOCK), H, Lr, Wr, T, ncols, otam,
+                                offset, transpose, gamma, inv_gamma)
+    t_end, k_end = _wave_score(Rs, Lr, Wr, H, T, NS, out, b, first)
+    NB = T + H + 2
+    for x in range(NS * NB, (NS + 1) * NB):
+        bots[x] = Rs.dtype.type(0.0)
+    # backward: block q of stripe s needs block q + 1 of its stripe and block q - 1 of the stripe below
+    for d in range(NQ + 2 * (NS - 1)):
+        s_lo = max(0, (d - NQ + 2) // 2)
+        for x in prange(min(NS - 1, d // 2) - s_lo + 1):
+            s = NS - 1 - (s_lo + x)
+            q = NQ - 1 - (d - 2 * (s_lo + x))
+            _wave_backward_block(Rs, A, b, P, bots, s, q * _BLOCK, min(T, (q + 1) * _BLOCK), H, Lr, Wr, T, ncols,
+                                 otam, offset, transpose, inv_gamma, t_end if s == NS - 1 else -1, k_end)
+
+
+@njit(parallel=True, cache=True, **_JIT)
+def _wave_tiles_kernel(D, lengths, gamma, otam, offset, two_way, out, A):
+    """All problems one after the other, each with its blocks spread over the threads (for B below the thread
+    count: a single large grid)."""
+    n_r, n_p, n_b = _wave_workspace(D.shape[1], D.shape[2], offset, two_way)
+    Rs = np.empty(n_r, A.dtype)
+    P = np.empty(n_p, A.dtype)
+    bots = np.empty(n_b, A.dtype)
+    inv_gamma = A.dtype.type(1.0) / gamma
+    for b in range(D.shape[0]):
+        _wave_pass_tiles(D, lengths, b, gamma, inv_gamma, otam, offset, False, out, A, True, Rs, P, bots)
+        if two_way:
+            _wave_pass_tiles(D, lengths, b, gamma, inv_gamma, otam, offset, True, out, A, False, Rs, P, bots)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -798,6 +917,7 @@ _FULL = np.zeros((0, 2), np.int64)  # "no lengths": every item uses the whole of
 
 
 WAVEFRONT = None  # None: choose by shape (use_wavefront); True / False: force one schedule (tests, benchmarks)
+WAVEFRONT_MIN_CELLS = 65536  # grids of this many cells or more run the wavefront whatever the batch
 
 
 def use_wavefront(B: int, L: int, W: int) -> bool:
@@ -805,8 +925,13 @@ def use_wavefront(B: int, L: int, W: int) -> bool:
     anti-diagonals) rather than the lane schedule (SIMD across problems, 64 at a time)."""
     if WAVEFRONT is not None:
         return WAVEFRONT
-    # below 64 problems the lanes are partly empty; below 16 cells a side the diagonals are too short for SIMD
-    return B < _LANES and min(L, W) >= 16
+    # measured (BENCHMARKS.md): the lanes win from one full AVX2 vector of problems (8) up to grids of about
+    # 128 x 128, the wavefront below 8 problems and from 256 x 256 on (the lanes' 3 grids per problem then
+    # overflow the caches); in between they are within ~30% of each other.  Grids under 16 cells a side keep
+    # the lanes: the stripes' throw-away steps would outweigh their cells.
+    if min(L, W) < 16:
+        return False
+    return B < 8 or L * W >= WAVEFRONT_MIN_CELLS
 
 
 def _parts(n_chunks: int, cells: int) -> int:
@@ -875,11 +1000,13 @@ def cpu_scores_alignment(
     args = (D_np.reshape(B, L, M), _lengths_np(lengths), D_np.dtype.type(gamma), otam, offset, two_way,
             out.reshape(B), A.reshape(B, L, M))
     if use_wavefront(B, L, M + 2 * offset):
-        parts = _parts(B, cells)
-        if parts == 1:
+        threads = _parts(numba.get_num_threads(), cells)
+        if threads == 1:
             _wave_problems(*args, 0, B)
-        else:
-            _wave_kernel(*args, parts)
+        elif B >= threads:  # whole problems per thread
+            _wave_kernel(*args, threads)
+        else:  # fewer problems than threads: each problem's blocks are spread over the threads
+            _wave_tiles_kernel(*args)
         return torch.from_numpy(out), torch.from_numpy(A)
     parts = _parts(NC, cells)
     if parts == 1:

@@ -1,9 +1,16 @@
 """GPU backend: Triton kernels for the alignment recursion of ``grid.py``.
 
-One program per problem sweeps the anti-diagonals ``k = i + j`` of its grid (cells on one diagonal do not depend on
-each other; rows of a long diagonal are processed BLOCK at a time), with a barrier between diagonals.  The
-cumulative costs ``R [B, Lg+1, Wg+1]`` (bordered: row/column 0 are +inf, ``R[0, 0] = 0``) stay in global memory
-for the backward.
+Two schedules (``use_waves``), both sweeping anti-diagonals (cells on one diagonal do not depend on each other;
+rows of a long diagonal are processed BLOCK at a time, with a barrier between diagonals):
+
+* one program per problem, over its whole grid: for many grids (each problem keeps one SM busy);
+* waves of tiles, for a few large grids: the grid is cut into TILE x TILE tiles; tile (s, c) needs the tiles
+  above, to the left and above-left, so the tiles of one anti-diagonal of tiles (a wave, s + c constant) run as
+  one launch, one program per problem and tile, and the waves run one after the other (the backward in reverse).
+  One 1024 x 1024 grid then keeps up to 16 programs busy instead of one.
+
+The cumulative costs ``R [B, Lg+1, Wg+1]`` (bordered: row/column 0 are +inf, ``R[0, 0] = 0``) stay in global
+memory for the backward.
 
 Backward: the soft-min weights of every cell over its three predecessors depend only on ``R``, so they are
 computed for the whole grid at once with torch (``_softmin_weights``); the Triton kernel then sweeps the
@@ -24,13 +31,35 @@ import triton.language as tl
 
 from .grid import AlignPass
 
-__all__ = ["triton_scores", "triton_scores_alignment", "triton_matrix"]
+__all__ = ["triton_scores", "triton_scores_alignment", "triton_matrix", "use_waves"]
+
+TILE = 64  # rows and columns of a tile in the wave schedule
+WAVES = None  # None: choose by shape (use_waves); True / False: force one schedule (tests)
+
+
+@triton.jit
+def _cell_range(r, last, wave, s_lo, TILED: tl.constexpr, TILE_SIZE: tl.constexpr):
+    """(row_lo, row_hi, col_lo, col_hi) of the cells this program computes: the problem's whole grid (r rows,
+    columns 0 .. last), or tile (s_lo + program_id(1), wave - s) of it, clipped to the grid."""
+    if TILED:
+        s = s_lo + tl.program_id(1)
+        row_lo = s * TILE_SIZE
+        col_lo = (wave - s) * TILE_SIZE
+        row_hi = tl.minimum(r, row_lo + TILE_SIZE)
+        col_hi = tl.minimum(last + 1, col_lo + TILE_SIZE)
+    else:
+        row_lo = 0
+        col_lo = 0
+        row_hi = r
+        col_hi = last + 1
+    return row_lo, row_hi, col_lo, col_hi
 
 
 @triton.jit
 def _forward_kernel(
-    D, stride_b, stride_i, stride_j, rows_ptr, cols_ptr, R, out, gamma_ptr, Lg, Wg,
-    OTAM: tl.constexpr, OFFSET: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr,
+    D, stride_b, stride_i, stride_j, rows_ptr, cols_ptr, R, out, gamma_ptr, Lg, Wg, wave, s_lo,
+    OTAM: tl.constexpr, OFFSET: tl.constexpr, HARD: tl.constexpr, BLOCK: tl.constexpr, TILED: tl.constexpr,
+    TILE_SIZE: tl.constexpr,
 ):
     b = tl.program_id(0)
     r = tl.load(rows_ptr + b)
@@ -40,11 +69,13 @@ def _forward_kernel(
     Rb = R + b * (Lg + 1) * (Wg + 1)
     Db = D + b * stride_b
     row_len = Wg + 1
-    for k in range(0, r + last):
-        for i0 in range(0, r, BLOCK):
+    row_lo, row_hi, col_lo, col_hi = _cell_range(r, last, wave, s_lo, TILED, TILE_SIZE)
+    # local diagonal k holds the cells (i, col_lo + k - (i - row_lo)) of the range
+    for k in range(0, (row_hi - row_lo) + (col_hi - col_lo) - 1):
+        for i0 in range(row_lo, row_hi, BLOCK):
             i = i0 + tl.arange(0, BLOCK)
-            j = k - i
-            valid = (i < r) & (j >= 0) & (j <= last)
+            j = col_lo + k - (i - row_lo)
+            valid = (i < row_hi) & (j >= col_lo) & (j < col_hi)
             jd = j - OFFSET
             has_cost = valid & (jd >= 0) & (jd < c)
             if OTAM:
@@ -63,13 +94,14 @@ def _forward_kernel(
                 smin = tl.where(m == float("inf"), m, m - gamma * tl.log(total))
             tl.store(Rb + (i + 1) * row_len + j + 1, x + smin, mask=valid)
         tl.debug_barrier()
-    tl.store(out + b, tl.load(Rb + r * row_len + last + 1))
+    if not TILED:
+        tl.store(out + b, tl.load(Rb + r * row_len + last + 1))
 
 
 @triton.jit
 def _backward_kernel(
-    WD, WH, WV, dD, stride_b, stride_i, stride_j, rows_ptr, cols_ptr, grad, E, Lg, Wg,
-    OTAM: tl.constexpr, OFFSET: tl.constexpr, BLOCK: tl.constexpr,
+    WD, WH, WV, dD, stride_b, stride_i, stride_j, rows_ptr, cols_ptr, grad, E, Lg, Wg, wave, s_lo,
+    OTAM: tl.constexpr, OFFSET: tl.constexpr, BLOCK: tl.constexpr, TILED: tl.constexpr, TILE_SIZE: tl.constexpr,
 ):
     b = tl.program_id(0)
     r = tl.load(rows_ptr + b)
@@ -78,12 +110,14 @@ def _backward_kernel(
     g = tl.load(grad + b)
     base = b * Lg * Wg  # WD/WH/WV/E: [B, Lg, Wg]
     dDb = dD + b * stride_b
-    for kk in range(0, r + last):
-        k = r + last - 1 - kk
-        for i0 in range(0, r, BLOCK):
+    row_lo, row_hi, col_lo, col_hi = _cell_range(r, last, wave, s_lo, TILED, TILE_SIZE)
+    n_diag = (row_hi - row_lo) + (col_hi - col_lo) - 1
+    for kk in range(0, n_diag):
+        k = n_diag - 1 - kk
+        for i0 in range(row_lo, row_hi, BLOCK):
             i = i0 + tl.arange(0, BLOCK)
-            j = k - i
-            valid = (i < r) & (j >= 0) & (j <= last)
+            j = col_lo + k - (i - row_lo)
+            valid = (i < row_hi) & (j >= col_lo) & (j < col_hi)
             diag_ok = valid & (i + 1 < r) & (j + 1 <= last)
             right_ok = valid & (j + 1 <= last)
             down_ok = valid & (i + 1 < r)
@@ -107,6 +141,31 @@ def _backward_kernel(
 
 def _block(rows: int) -> int:
     return max(16, min(512, triton.next_power_of_2(rows)))
+
+
+def _n_sm(device: torch.device) -> int:
+    if device.type != "cuda":
+        return 1
+    return torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def use_waves(B: int, Lg: int, Wg: int, device: torch.device) -> bool:
+    """Whether a call on B grids of Lg x Wg cells runs the waves of tiles (several programs per grid) rather than
+    one program per problem: when the problems alone would leave most SMs idle and each grid has at least two
+    tiles a side.  Not yet tuned on a GPU (none was lent while it was written): benchmarks/gpu_checks.sh times
+    both on the issue's shapes."""
+    if WAVES is not None:
+        return WAVES
+    return 2 * B <= _n_sm(device) and Lg >= 2 * TILE and Wg >= 2 * TILE
+
+
+def _waves(Lg: int, Wg: int):
+    """(wave, first tile row, tiles on the wave) of the tiles of an Lg x Wg grid, wave by wave."""
+    n_rows = triton.cdiv(Lg, TILE)
+    n_cols = triton.cdiv(Wg, TILE)
+    for wave in range(n_rows + n_cols - 1):
+        s_lo = max(0, wave - n_cols + 1)
+        yield wave, s_lo, min(n_rows - 1, wave) - s_lo + 1
 
 
 def _strides(D: torch.Tensor, align_pass: AlignPass) -> tuple[int, int, int]:
@@ -137,10 +196,15 @@ def triton_scores(
     R[:, 0, 0] = 0.0
     out = torch.empty(B, dtype=D.dtype, device=D.device)
     gamma_t = torch.full((1,), float(gamma), dtype=D.dtype, device=D.device)
-    _forward_kernel[(B,)](
-        D, *_strides(D, align_pass), rows, cols, R, out, gamma_t, Lg, Wg,
-        OTAM=align_pass.otam, OFFSET=align_pass.offset, HARD=hard, BLOCK=_block(Lg),
-    )
+    args = (D, *_strides(D, align_pass), rows, cols, R, out, gamma_t, Lg, Wg)
+    flags = dict(OTAM=align_pass.otam, OFFSET=align_pass.offset, HARD=hard, TILE_SIZE=TILE)
+    if use_waves(B, Lg, Wg, D.device):
+        for wave, s_lo, n_tiles in _waves(Lg, Wg):
+            _forward_kernel[(B, n_tiles)](*args, wave, s_lo, BLOCK=_block(TILE), TILED=True, **flags)
+        last = align_pass.last_col(cols)
+        out = R[torch.arange(B, device=D.device), rows, last + 1]
+    else:
+        _forward_kernel[(B,)](*args, 0, 0, BLOCK=_block(Lg), TILED=False, **flags)
     return out, R
 
 
@@ -183,10 +247,13 @@ def triton_scores_alignment(
         rows, cols = _grid_lengths(lengths, B, L, M, align_pass, D.device)
         wd, wh, wv = (w.contiguous() for w in _softmin_weights(R, gamma, align_pass, cols))
         E = torch.empty((B, Lg, Wg), dtype=D.dtype, device=D.device)
-        _backward_kernel[(B,)](
-            wd, wh, wv, A, *_strides(A, align_pass), rows, cols, seed, E, Lg, Wg,
-            OTAM=align_pass.otam, OFFSET=align_pass.offset, BLOCK=_block(Lg),
-        )
+        args = (wd, wh, wv, A, *_strides(A, align_pass), rows, cols, seed, E, Lg, Wg)
+        flags = dict(OTAM=align_pass.otam, OFFSET=align_pass.offset, TILE_SIZE=TILE)
+        if use_waves(B, Lg, Wg, D.device):
+            for wave, s_lo, n_tiles in reversed(list(_waves(Lg, Wg))):
+                _backward_kernel[(B, n_tiles)](*args, wave, s_lo, BLOCK=_block(TILE), TILED=True, **flags)
+        else:
+            _backward_kernel[(B,)](*args, 0, 0, BLOCK=_block(Lg), TILED=False, **flags)
     return total.reshape(shape[:-2]), A.reshape(shape)
 
 
