@@ -294,11 +294,15 @@ def test_resume_from_a_corrupt_last_checkpoint_names_the_newest_readable_one(tmp
     (lone / "checkpoint_last.pt").write_bytes(b"")
     with pytest.raises(CheckpointError, match=r"is empty \(0 bytes\); no other readable checkpoint\*\.pt"):
         check_resume_checkpoint(str(lone))
-    # the fairseq task checks before fairseq itself touches the file (and before any config is written)
+    # the fairseq task checks before fairseq itself touches the file (after validating the config, before any
+    # config is written or anything built)
     import tempclr
     tempclr.register_fairseq()
     from tempclr.tasks.fairseqmmtask import FairseqMMTask
 
+    config = tmp_path / "never_built.yaml"
+    config.write_text(f"fairseq:\n  checkpoint:\n    save_dir: {lone}\n")
     with pytest.raises(CheckpointError, match="^cannot resume: "):
         FairseqMMTask.setup_task(argparse.Namespace(save_dir=str(lone), restore_file="checkpoint_last.pt",
-                                                    taskconfig=str(tmp_path / "never_read.yaml")))
+                                                    taskconfig=str(config)))
+    assert not (lone / "config.yaml").exists()
