@@ -166,9 +166,8 @@ def workspace_mib(shape, metric: str) -> float:
         return values * 4 / 2**20
     threads = cpu._parts(-(-B // cpu._LANES), cells)
     lanes = min(B, cpu._LANES)
-    grid_w = max(W, L + 2) if otam else W  # the larger of the two OTAM passes
-    grid_l = max(L, M) if otam else L
-    values = lanes * ((grid_l + 1) * (grid_w + 1) + 2 * grid_l * grid_w + 2 * (grid_w + 1))  # R, costs, E, E rows
+    grids = [(L, W), (M, L + 2)] if otam else [(L, W)]  # (rows, width) of each pass; the chunk's arrays per pass
+    values = lanes * max((gl + 1) * (gw + 1) + 2 * gl * gw + 2 * (gw + 1) for gl, gw in grids)  # R, costs, E, rows
     return threads * values * 4 / 2**20
 
 
