@@ -8,7 +8,10 @@ Two schedules, chosen per call by shape (``use_wavefront``, thresholds measured,
 * wavefront, for a few grids (B < 8) or large ones (>= 65,536 cells): one problem at a time, its grid cut into
   stripes of up to 64 rows; the cells of one anti-diagonal of a stripe (independent of each other) form one SIMD
   loop.  Problems are spread over the threads when the call is large enough; fewer problems than threads (one
-  large grid) share the threads block by block.  See the section "Wavefront schedule" below.
+  large grid) share the threads block by block.  See the section "Wavefront schedule" below.  OTAM calls of
+  that kind run the column schedule instead (section "Column schedule"): outside columns 0, 1 and the last one
+  OTAM has no vertical move, so a whole column is one SIMD loop over the rows; only when a single problem's waves
+  would share the threads does OTAM keep the wavefront.
 
 Memory (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64 problems of
 the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs L W and E L W
