@@ -4,7 +4,9 @@ run in blocks of steps that threads can share).  Values and gradients of both ag
 the shapes that select each schedule (one large grid, a few, many; square and very non-square; with lengths),
 float64 gradcheck through the wavefront, stripe and block boundaries, the schedule choice itself, the parallel
 wavefront (problems over threads, and one problem's blocks over threads) against the serial one, and NaN and
-extreme inputs through the wavefront."""
+extreme inputs through the wavefront.  OTAM calls that select the wavefront run the column schedule (whole
+columns from the column before, where OTAM has no vertical move): the same checks run with it and, with
+``COLUMNS = False``, with the OTAM wavefront, and the column kernels are checked against the wavefront's."""
 from __future__ import annotations
 
 import numpy as np
@@ -76,8 +78,10 @@ def test_wavefront_shapes_match_reference(mode, shape, with_lengths):
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("gamma", [1e-3, 1.0, 10.0])
-def test_both_schedules_agree(monkeypatch, mode, gamma):
+@pytest.mark.parametrize("columns", [True, False])
+def test_both_schedules_agree(monkeypatch, columns, mode, gamma):
     """Forcing either schedule on the same problems gives the same numbers (many, few, tiny and 1-wide grids)."""
+    monkeypatch.setattr(cpu_backend, "COLUMNS", columns)  # OTAM: column schedule or wavefront
     gen = torch.Generator().manual_seed(11)
     # stripes: partial (7 rows: 8 lanes, one throw-away), exactly one (64) and one plus a row (65); blocks of
     # steps: one, several, and a block boundary inside the first stripe's lanes (T = 66 + 63 = 129)
@@ -106,6 +110,7 @@ def test_parallel_wavefront_matches_serial(monkeypatch, shape):
     lengths = random_lengths(gen, B, L, M)
     lengths[0] = torch.tensor([L, M])
     weights = torch.rand(B, generator=gen)
+    monkeypatch.setattr(cpu_backend, "COLUMNS", False)  # the OTAM wavefront (the column kernels: further down)
     serial = [value_and_grad(D, mode, lengths, "cpu", weights) for mode in MODES]
     monkeypatch.setattr(cpu_backend, "PARALLEL_MIN_CELLS", 0)
     for mode, (value, grad) in zip(MODES, serial):
@@ -139,9 +144,11 @@ def test_block_waves_match_one_thread_order(otam, offset, two_way):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_wavefront_gradcheck(monkeypatch, mode):
+@pytest.mark.parametrize("columns", [True, False])
+def test_wavefront_gradcheck(monkeypatch, columns, mode):
     """float64 gradcheck of the wavefront's analytic backward on small grids: one stripe with throw-away lanes (9
     rows on 16 lanes, D^T's 6 rows on 8); grids of several stripes are checked against the reference above."""
+    monkeypatch.setattr(cpu_backend, "COLUMNS", columns)  # OTAM: column schedule or wavefront
     monkeypatch.setattr(cpu_backend, "WAVEFRONT", True)
     gen = torch.Generator().manual_seed(16)
     D = torch.rand(2, 9, 6, generator=gen, dtype=torch.float64, requires_grad=True)
@@ -152,9 +159,11 @@ def test_wavefront_gradcheck(monkeypatch, mode):
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("mode", MODES)
-def test_wavefront_extreme_inputs_stay_finite(monkeypatch, mode, dtype):
+@pytest.mark.parametrize("columns", [True, False])
+def test_wavefront_extreme_inputs_stay_finite(monkeypatch, columns, mode, dtype):
     """Large distances with small and large gamma, mixed scales and ties through the wavefront: finite, the
     alignment in [0, passes], and the float64 reference's scores."""
+    monkeypatch.setattr(cpu_backend, "COLUMNS", columns)  # OTAM: column schedule or wavefront
     monkeypatch.setattr(cpu_backend, "WAVEFRONT", True)
     gen = torch.Generator().manual_seed(17)
     shape = (2, 20, 17)
@@ -193,7 +202,9 @@ def test_one_large_grid_matches_lane_schedule(monkeypatch):
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_wavefront_propagates_nan(monkeypatch, mode):
+@pytest.mark.parametrize("columns", [True, False])
+def test_wavefront_propagates_nan(monkeypatch, columns, mode):
+    monkeypatch.setattr(cpu_backend, "COLUMNS", columns)  # OTAM: column schedule or wavefront
     monkeypatch.setattr(cpu_backend, "WAVEFRONT", True)
     gen = torch.Generator().manual_seed(14)
     D = torch.rand(3, 20, 24, generator=gen, dtype=torch.float64)
@@ -208,3 +219,46 @@ def test_wavefront_propagates_nan(monkeypatch, mode):
     assert torch.allclose(out[1:], ref[1:], rtol=1e-10, atol=1e-10)
     assert torch.isnan(leaf.grad[0]).all() and not torch.isnan(leaf.grad[1:]).any()
     assert (leaf.grad[1, 15:] == 0).all() and (leaf.grad[1, :, 10:] == 0).all()
+
+
+@pytest.mark.parametrize("offset, two_way", [(1, False), (1, True), (0, False), (0, True)])
+def test_otam_columns_match_wavefront(offset, two_way):
+    """The OTAM column kernels called directly against the OTAM wavefront (itself checked against the reference
+    above): serial and over threads (equal to the bit to serial), with and without lengths, on one row, one or
+    two columns, and grids taller and wider than a stripe."""
+    gen = torch.Generator().manual_seed(18)
+    for shape in [(3, 200, 150), (2, 1, 40), (2, 40, 1), (2, 30, 2), (1, 70, 300)]:
+        B, L, M = shape
+        D = torch.rand(shape, generator=gen, dtype=torch.float64).numpy() * 2.0
+        for lengths in (cpu_backend._FULL, random_lengths(gen, B, L, M).numpy()):
+            results = {}
+            for kernel in ("wave", "columns", "columns over threads"):
+                out = np.empty(B)
+                A = np.zeros(shape)
+                if kernel == "wave":
+                    cpu_backend._wave_problems(D, lengths, 0.2, True, offset, two_way, out, A, 0, B)
+                elif kernel == "columns":
+                    cpu_backend._col_problems(D, lengths, 0.2, offset, two_way, out, A, 0, B)
+                else:
+                    cpu_backend._col_kernel(D, lengths, 0.2, offset, two_way, out, A, 2)
+                results[kernel] = (out, A)
+            (v_w, a_w), (v_c, a_c), (v_t, a_t) = results.values()
+            assert np.allclose(v_c, v_w, rtol=1e-12, atol=1e-12), (shape, np.abs(v_c - v_w).max())
+            assert np.allclose(a_c, a_w, rtol=1e-10, atol=1e-12), (shape, np.abs(a_c - a_w).max())
+            assert np.array_equal(v_t, v_c) and np.array_equal(a_t, a_c), shape
+
+
+def test_otam_calls_run_the_columns_when_the_wavefront_is_chosen(monkeypatch):
+    """Which kernel a call reaches: OTAM on a shape that selects the wavefront runs the column kernel (serial
+    here), DTW the wavefront; with COLUMNS = False OTAM runs the wavefront too."""
+    calls = []
+    for name in ("_col_problems", "_wave_problems"):
+        real = getattr(cpu_backend, name)
+        monkeypatch.setattr(cpu_backend, name, lambda *a, _real=real, _name=name: (calls.append(_name), _real(*a))[1])
+    D = torch.rand(2, 80, 60, dtype=torch.float64, requires_grad=True)
+    for mode, columns, expected in [("otam_both", True, "_col_problems"), ("otam", True, "_col_problems"),
+                                    ("dtw", True, "_wave_problems"), ("otam_both", False, "_wave_problems")]:
+        monkeypatch.setattr(cpu_backend, "COLUMNS", columns)
+        calls.clear()
+        score(D, mode).sum().backward()
+        assert calls == [expected], (mode, columns, calls)

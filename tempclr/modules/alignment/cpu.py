@@ -8,7 +8,10 @@ Two schedules, chosen per call by shape (``use_wavefront``, thresholds measured,
 * wavefront, for a few grids (B < 8) or large ones (>= 65,536 cells): one problem at a time, its grid cut into
   stripes of up to 64 rows; the cells of one anti-diagonal of a stripe (independent of each other) form one SIMD
   loop.  Problems are spread over the threads when the call is large enough; fewer problems than threads (one
-  large grid) share the threads block by block.  See the section "Wavefront schedule" below.
+  large grid) share the threads block by block.  See the section "Wavefront schedule" below.  OTAM calls of
+  that kind run the column schedule instead (section "Column schedule"): outside columns 0, 1 and the last one
+  OTAM has no vertical move, so a whole column is one SIMD loop over the rows; only when a single problem's waves
+  would share the threads does OTAM keep the wavefront.
 
 Memory (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64 problems of
 the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs L W and E L W
@@ -907,6 +910,163 @@ def _wave_tiles_kernel(D, lengths, gamma, otam, offset, two_way, out, A):
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Column schedule for OTAM on a few or large grids.  Outside columns 0, 1 and the last one OTAM has no vertical
+# move, so cell (i, j) needs only (i - 1, j - 1) and (i, j - 1): a whole column follows from the column before it
+# in one SIMD loop over the rows, with no anti-diagonal skew and no throw-away lanes.  Columns 1 and the last one
+# (vertical moves allowed) are a scalar scan down the rows; column 0 costs 0 and is all zeros.  R is stored
+# column by column (one grid, Lr Wr values); the backward keeps E of two columns.  For the transposed pass a grid
+# column is a row of D (contiguous); for the other pass it is a column of D (strided reads and gradient adds).
+#
+# Memory (beyond D and its gradient, per thread that runs whole problems): R, Lr Wr values, plus 6 vectors of
+# max(L, M) + 1: 4.0 MiB for one 1024 x 1024 float32 grid (either OTAM direction).
+# ----------------------------------------------------------------------------------------------------------------
+@njit(inline="always", **_JIT)
+def _col_cost(D, b, c, jd, Lr):
+    """c[0:Lr] = D[b, 0:Lr, jd]: a grid column of the untransposed pass (a strided read of D)."""
+    Db = D[b]
+    for i in range(Lr):
+        c[i] = Db[i, jd]
+
+
+@njit(inline="always", **_JIT)
+def _col_is_cost(j, Wr, offset):
+    """Whether grid column j reads D (column 0 always costs 0; with offset 1 the last column too)."""
+    return j >= 1 and (offset == 0 or j <= Wr - 2)
+
+
+@njit(inline="always", **_JIT)
+def _col_pass(D, lengths, b, gamma, inv_gamma, offset, transpose, out, A, first, R, ct, cz, ea, eb, ph, pd):
+    """One OTAM pass of problem b with the column schedule: out[b] (= if first, else +=) its soft score and
+    A[b] += its expected alignment."""
+    zero = R.dtype.type(0.0)
+    one = R.dtype.type(1.0)
+    Lr, ncols, Wr = _wave_geometry(D, lengths, b, offset, transpose)
+    col0 = R[0:Lr]
+    for i in range(Lr):
+        col0[i] = zero
+    for i in range(Lr):
+        cz[i] = zero
+    Db = D[b]
+    for j in range(1, Wr):
+        jd = j - offset
+        if not _col_is_cost(j, Wr, offset):
+            c = cz
+        elif transpose:
+            c = Db[jd]  # the grid column is a row of D
+        else:
+            _col_cost(D, b, ct, jd, Lr)
+            c = ct
+        prev = R[(j - 1) * Lr:j * Lr]
+        cur = R[j * Lr:(j + 1) * Lr]
+        cur[0] = c[0] + prev[0]  # row 0: the cell on the left only
+        if j == 1 or j == Wr - 1:
+            for i in range(1, Lr):
+                cur[i] = c[i] + _wsoftmin3(prev[i - 1], prev[i], cur[i - 1], gamma, inv_gamma, False)
+        else:
+            dg = prev[0:Lr - 1]
+            hz = prev[1:Lr]
+            co = cur[1:Lr]
+            cc = c[1:Lr]
+            for k in range(Lr - 1):
+                co[k] = cc[k] + _wsoftmin2(dg[k], hz[k], gamma, inv_gamma, False)
+    score = R[(Wr - 1) * Lr + Lr - 1]
+    if first:
+        out[b] = score
+    else:
+        out[b] += score
+    # backward: ea = what column j received from column j + 1 (its horizontal and diagonal pushes)
+    for i in range(Lr):
+        ea[i] = zero
+    ea[Lr - 1] = one  # the end cell
+    Ab = A[b]
+    for j in range(Wr - 1, 0, -1):
+        prev = R[(j - 1) * Lr:j * Lr]
+        cur = R[j * Lr:(j + 1) * Lr]
+        if j == 1 or j == Wr - 1:
+            # E up the column from the bottom (vertical pushes inside it); pushes into column j - 1 in eb
+            for i in range(Lr):
+                eb[i] = zero
+            vin = zero
+            for i in range(Lr - 1, 0, -1):
+                e = ea[i] + vin
+                ea[i] = e
+                wh, wv, wd = _wave_weights3(e, prev[i - 1], prev[i], cur[i - 1], inv_gamma, one)
+                eb[i] += wh
+                eb[i - 1] += wd
+                vin = wv
+            e0 = ea[0] + vin
+            ea[0] = e0
+            eb[0] += e0
+        else:
+            ph[0] = ea[0]  # row 0 pushes everything to its left
+            pd[Lr - 1] = zero
+            eo = ea[1:Lr]
+            dg = prev[0:Lr - 1]
+            hz = prev[1:Lr]
+            qh = ph[1:Lr]
+            qd = pd[0:Lr - 1]
+            for k in range(Lr - 1):
+                d = dg[k]
+                h = hz[k]
+                w = _wexp(-abs(d - h) * inv_gamma)
+                scale = eo[k] / (one + w)
+                qh[k] = (w if d <= h else one) * scale
+                qd[k] = (one if d <= h else w) * scale  # pushed to row k of column j - 1
+            for i in range(Lr):
+                eb[i] = ph[i] + pd[i]
+        if _col_is_cost(j, Wr, offset):
+            if transpose:
+                row = Ab[j - offset]
+                for i in range(Lr):
+                    row[i] += ea[i]
+            else:
+                jd = j - offset
+                for i in range(Lr):
+                    Ab[i, jd] += ea[i]
+        ea, eb = eb, ea
+
+
+@njit(inline="always", **_JIT)
+def _col_workspace(L0, M0, offset):
+    """(values of R, of each of the 6 vectors) for either OTAM pass on a D of L0 x M0."""
+    return max(L0 * (M0 + 2 * offset), M0 * (L0 + 2 * offset)), max(L0, M0) + 1
+
+
+@njit(cache=True, **_JIT)
+def col_workspace_values(L0, M0, offset):
+    """Values (of D's dtype) the column schedule allocates per thread for a D of L0 x M0."""
+    n_r, n_v = _col_workspace(L0, M0, offset)
+    return n_r + 6 * n_v
+
+
+@njit(cache=True, **_JIT)
+def _col_problems(D, lengths, gamma, offset, two_way, out, A, b_lo, b_hi):
+    """Problems b_lo .. b_hi - 1 one after the other with the column schedule (OTAM only): out[b] = the soft
+    score and A[b] += the expected alignment of the OTAM pass and, with two_way, of the same pass on D^T."""
+    n_r, n_v = _col_workspace(D.shape[1], D.shape[2], offset)
+    R = np.empty(n_r, A.dtype)
+    ct = np.empty(n_v, A.dtype)
+    cz = np.empty(n_v, A.dtype)
+    ea = np.empty(n_v, A.dtype)
+    eb = np.empty(n_v, A.dtype)
+    ph = np.empty(n_v, A.dtype)
+    pd = np.empty(n_v, A.dtype)
+    inv_gamma = A.dtype.type(1.0) / gamma
+    for b in range(b_lo, b_hi):
+        _col_pass(D, lengths, b, gamma, inv_gamma, offset, False, out, A, True, R, ct, cz, ea, eb, ph, pd)
+        if two_way:
+            _col_pass(D, lengths, b, gamma, inv_gamma, offset, True, out, A, False, R, ct, cz, ea, eb, ph, pd)
+
+
+@njit(parallel=True, cache=True, **_JIT)
+def _col_kernel(D, lengths, gamma, offset, two_way, out, A, n_parts):
+    """_col_problems over all problems, split into n_parts contiguous ranges (one per thread)."""
+    B = D.shape[0]
+    for p in prange(n_parts):
+        _col_problems(D, lengths, gamma, offset, two_way, out, A, p * B // n_parts, (p + 1) * B // n_parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Host wrappers
 # ----------------------------------------------------------------------------------------------------------------
 # Below this many grid cells per call the kernels run serially: a thread launch costs more than it saves, and on a
@@ -918,6 +1078,8 @@ _FULL = np.zeros((0, 2), np.int64)  # "no lengths": every item uses the whole of
 
 WAVEFRONT = None  # None: choose by shape (use_wavefront); True / False: force one schedule (tests, benchmarks)
 WAVEFRONT_MIN_CELLS = 65536  # grids of this many cells or more run the wavefront whatever the batch
+# OTAM calls that select the wavefront run the column schedule instead (True), or the wavefront (False: tests)
+COLUMNS = True
 
 
 def use_wavefront(B: int, L: int, W: int) -> bool:
@@ -1001,6 +1163,12 @@ def cpu_scores_alignment(
             out.reshape(B), A.reshape(B, L, M))
     if use_wavefront(B, L, M + 2 * offset):
         threads = _parts(numba.get_num_threads(), cells)
+        if otam and COLUMNS and (threads == 1 or B >= threads):  # (fewer problems than threads: the waves)
+            if threads == 1:
+                _col_problems(*(args[:3] + args[4:]), 0, B)
+            else:
+                _col_kernel(*(args[:3] + args[4:]), threads)
+            return torch.from_numpy(out), torch.from_numpy(A)
         if threads == 1:
             _wave_problems(*args, 0, B)
         elif B >= threads:  # whole problems per thread
