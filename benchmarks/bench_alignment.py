@@ -160,7 +160,7 @@ def workspace_mib(shape, metric: str) -> float:
     cells = B * L * W * (2 if otam else 1)
     if cpu.use_wavefront(B, L, W):
         threads = cpu._parts(numba.get_num_threads(), cells)
-        if otam and cpu.COLUMNS and (threads == 1 or B >= threads):  # the OTAM column schedule, per thread
+        if cpu.use_columns(otam, B, threads):  # the OTAM column schedule, per thread
             return cpu.col_workspace_values(L, M, 1) * threads * 4 / 2**20
         values = cpu.wave_workspace_values(L, M, 1 if otam else 0, otam, threads)
         if B >= threads:  # whole problems per thread, each thread its own workspace

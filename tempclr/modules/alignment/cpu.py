@@ -917,7 +917,7 @@ def _wave_tiles_kernel(D, lengths, gamma, otam, offset, two_way, out, A):
 # column by column (one grid, Lr Wr values); the backward keeps E of two columns.  For the transposed pass a grid
 # column is a row of D (contiguous); for the other pass it is a column of D (strided reads and gradient adds).
 #
-# Memory (beyond D and its gradient, per thread that runs whole problems): R, Lr Wr values, plus 6 vectors of
+# Memory (beyond D and its gradient, per thread that runs whole problems): R, Lr Wr values, plus 5 vectors of
 # max(L, M) + 1: 4.0 MiB for one 1024 x 1024 float32 grid (either OTAM direction).
 # ----------------------------------------------------------------------------------------------------------------
 @njit(inline="always", **_JIT)
@@ -935,7 +935,7 @@ def _col_is_cost(j, Wr, offset):
 
 
 @njit(inline="always", **_JIT)
-def _col_pass(D, lengths, b, gamma, inv_gamma, offset, transpose, out, A, first, R, ct, cz, ea, eb, ph, pd):
+def _col_pass(D, lengths, b, gamma, inv_gamma, offset, transpose, out, A, first, R, ct, ea, eb, ph, pd):
     """One OTAM pass of problem b with the column schedule: out[b] (= if first, else +=) its soft score and
     A[b] += its expected alignment."""
     zero = R.dtype.type(0.0)
@@ -944,13 +944,13 @@ def _col_pass(D, lengths, b, gamma, inv_gamma, offset, transpose, out, A, first,
     col0 = R[0:Lr]
     for i in range(Lr):
         col0[i] = zero
-    for i in range(Lr):
-        cz[i] = zero
     Db = D[b]
     for j in range(1, Wr):
         jd = j - offset
-        if not _col_is_cost(j, Wr, offset):
-            c = cz
+        if not _col_is_cost(j, Wr, offset):  # the last column with offset 1: at most once per pass
+            for i in range(Lr):
+                ct[i] = zero
+            c = ct
         elif transpose:
             c = Db[jd]  # the grid column is a row of D
         else:
@@ -1015,12 +1015,12 @@ def _col_pass(D, lengths, b, gamma, inv_gamma, offset, transpose, out, A, first,
             for i in range(Lr):
                 eb[i] = ph[i] + pd[i]
         if _col_is_cost(j, Wr, offset):
+            jd = j - offset
             if transpose:
-                row = Ab[j - offset]
+                row = Ab[jd]
                 for i in range(Lr):
                     row[i] += ea[i]
             else:
-                jd = j - offset
                 for i in range(Lr):
                     Ab[i, jd] += ea[i]
         ea, eb = eb, ea
@@ -1028,7 +1028,7 @@ def _col_pass(D, lengths, b, gamma, inv_gamma, offset, transpose, out, A, first,
 
 @njit(inline="always", **_JIT)
 def _col_workspace(L0, M0, offset):
-    """(values of R, of each of the 6 vectors) for either OTAM pass on a D of L0 x M0."""
+    """(values of R, of each of the 5 vectors) for either OTAM pass on a D of L0 x M0."""
     return max(L0 * (M0 + 2 * offset), M0 * (L0 + 2 * offset)), max(L0, M0) + 1
 
 
@@ -1036,7 +1036,7 @@ def _col_workspace(L0, M0, offset):
 def col_workspace_values(L0, M0, offset):
     """Values (of D's dtype) the column schedule allocates per thread for a D of L0 x M0."""
     n_r, n_v = _col_workspace(L0, M0, offset)
-    return n_r + 6 * n_v
+    return n_r + 5 * n_v
 
 
 @njit(cache=True, **_JIT)
@@ -1046,16 +1046,15 @@ def _col_problems(D, lengths, gamma, offset, two_way, out, A, b_lo, b_hi):
     n_r, n_v = _col_workspace(D.shape[1], D.shape[2], offset)
     R = np.empty(n_r, A.dtype)
     ct = np.empty(n_v, A.dtype)
-    cz = np.empty(n_v, A.dtype)
     ea = np.empty(n_v, A.dtype)
     eb = np.empty(n_v, A.dtype)
     ph = np.empty(n_v, A.dtype)
     pd = np.empty(n_v, A.dtype)
     inv_gamma = A.dtype.type(1.0) / gamma
     for b in range(b_lo, b_hi):
-        _col_pass(D, lengths, b, gamma, inv_gamma, offset, False, out, A, True, R, ct, cz, ea, eb, ph, pd)
+        _col_pass(D, lengths, b, gamma, inv_gamma, offset, False, out, A, True, R, ct, ea, eb, ph, pd)
         if two_way:
-            _col_pass(D, lengths, b, gamma, inv_gamma, offset, True, out, A, False, R, ct, cz, ea, eb, ph, pd)
+            _col_pass(D, lengths, b, gamma, inv_gamma, offset, True, out, A, False, R, ct, ea, eb, ph, pd)
 
 
 @njit(parallel=True, cache=True, **_JIT)
@@ -1080,6 +1079,13 @@ WAVEFRONT = None  # None: choose by shape (use_wavefront); True / False: force o
 WAVEFRONT_MIN_CELLS = 65536  # grids of this many cells or more run the wavefront whatever the batch
 # OTAM calls that select the wavefront run the column schedule instead (True), or the wavefront (False: tests)
 COLUMNS = True
+
+
+def use_columns(otam: bool, B: int, threads: int) -> bool:
+    """Whether a call that selected the wavefront and runs on ``threads`` threads takes the OTAM column schedule:
+    OTAM, unless one problem's waves would share the threads (fewer problems than threads), where the wavefront
+    uses them all."""
+    return otam and COLUMNS and (threads == 1 or B >= threads)
 
 
 def use_wavefront(B: int, L: int, W: int) -> bool:
@@ -1163,7 +1169,7 @@ def cpu_scores_alignment(
             out.reshape(B), A.reshape(B, L, M))
     if use_wavefront(B, L, M + 2 * offset):
         threads = _parts(numba.get_num_threads(), cells)
-        if otam and COLUMNS and (threads == 1 or B >= threads):  # (fewer problems than threads: the waves)
+        if use_columns(otam, B, threads):
             if threads == 1:
                 _col_problems(*(args[:3] + args[4:]), 0, B)
             else:
