@@ -84,7 +84,7 @@ def bench_zero_shot_eval(config_file: str = ZERO_SHOT_CONFIG, rounds: int = 2) -
     from tempclr.evaluators import Evaluator
     from tempclr.tasks.task import Task
     from tempclr.utils.load_config import cfg_get, load_config
-    from tempclr_cli.predict import build_dataloader
+    from tempclr.evaluators.evaluate import build_dataloader
 
     config = load_config(config_file=config_file)
     needed = [str(cfg_get(config, "fairseq.common_eval.path")), str(cfg_get(config, "dataset.train_csv_path"))]

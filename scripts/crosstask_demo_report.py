@@ -33,7 +33,7 @@ from tempclr.tasks.task import Task
 from tempclr.utils.checkpoint import save_untrained_checkpoint
 from tempclr.utils.fileio import write_json_atomic
 from tempclr.utils.load_config import cfg_get, load_config
-from tempclr_cli.predict import build_dataloader
+from tempclr.evaluators.evaluate import build_dataloader
 
 DEFAULT_CONFIG = "configs/demo/test_crosstask_zs.yaml"
 

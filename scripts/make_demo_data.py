@@ -33,8 +33,8 @@ from tempclr.demo.how2 import write_demo_how2
 from tempclr.demo.world import World
 from tempclr.demo.youcook import write_youcook_set
 from tempclr.utils.fileio import atomic_dir
-from tempclr_cli.pretokenization import pretokenize
-from tempclr_cli.shard_feature import shard_features
+from tempclr.processors.pretokenization import pretokenize
+from tempclr.processors.sharding import shard_features
 
 __all__ = ["make_demo_data", "TEXT_PREFIX"]
 

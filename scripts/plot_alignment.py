@@ -23,8 +23,9 @@ from tempclr.processors.how2processor import (ShardedHow2MetaProcessor, ShardedT
                                               ShardedVideoProcessor)
 from tempclr.processors.processor import Aligner, get_tokenizer
 from tempclr.tasks.task import Task
-from tempclr.utils.load_config import cfg_get, load_config
-from tempclr.utils.metrics import cos_sim
+from tempclr.utils.config_schema import cfg_get, setting
+from tempclr.utils.load_config import load_config
+from tempclr.modules.similarity import cos_sim
 from tempclr.utils.plots import plot_alignment
 
 
@@ -67,8 +68,8 @@ def main(argv=None) -> int:
     config = load_config(config_file=args.config, dryrun=True)
     save_dir = str(cfg_get(config, "fairseq.checkpoint.save_dir"))
     checkpoint = args.checkpoint or os.path.join(save_dir, "checkpoint_best.pt")
-    mode = str(cfg_get(config, "alignment.metric", "dtw"))
-    gamma = args.gamma if args.gamma is not None else float(cfg_get(config, "alignment.gamma", 0.1))
+    mode = str(setting(config, "alignment.metric"))
+    gamma = args.gamma if args.gamma is not None else float(setting(config, "alignment.gamma"))
     task = Task.config_task(config)
     model = task.build_model()
     task.load_checkpoint(checkpoint)

@@ -42,9 +42,9 @@ from tempclr.evaluators.retrieval_plot import caption_average_scores, hard_dtw_p
 from tempclr.tasks.task import Task  # noqa: E402
 from tempclr.utils.checkpoint import save_untrained_checkpoint  # noqa: E402
 from tempclr.utils.fileio import write_json_atomic  # noqa: E402
-from tempclr.utils.load_config import cfg_get, load_config  # noqa: E402
+from tempclr.utils.load_config import load_config  # noqa: E402
 from tempclr.utils.registry import registered  # noqa: E402
-from tempclr_cli.predict import build_dataloader  # noqa: E402
+from tempclr.evaluators.evaluate import build_dataloader  # noqa: E402
 
 CLIP_CONFIG = "configs/demo/test_youcook_zs.yaml"
 FULLVIDEO_CONFIG = "configs/demo/test_youcook_fullvideo_zs.yaml"

@@ -83,7 +83,8 @@ def _flag(key: str) -> str:
 
 def fairseq_flags(config: DictConfig, cuda: bool) -> List[str]:
     """The ``fairseq-train`` flags for ``config.fairseq``, in YAML order.  ``lr`` takes the first element
-    of its list; ``adam_betas`` is single-quoted; binary flags appear only when true."""
+    of its list; ``adam_betas`` is single-quoted; binary flags (the original's list, and any key whose value is
+    true/false: fairseq's boolean options are all store-true flags) appear only when true."""
     flags: List[str] = []
     notes: List[str] = []
     fairseq = cfg_get(config, "fairseq", {})
@@ -97,7 +98,7 @@ def fairseq_flags(config: DictConfig, cuda: bool) -> List[str]:
                 continue
             if group == "distributed_training" and key == "distributed_world_size":
                 continue  # the job type / --nproc decide; see world_size()
-            if key in BINARY_FLAGS:
+            if key in BINARY_FLAGS or isinstance(value, bool):
                 if not value:
                     continue
                 if key in HALF_PRECISION_FLAGS and not cuda:

@@ -72,6 +72,13 @@ def full_model() -> MMFusionSeparate:
     return MMFusionSeparate(run_config(6), bert_config=bert_base_config()).eval()
 
 
+@pytest.fixture(scope="module")
+def meta_full_model() -> MMFusionSeparate:
+    """The same model on the ``meta`` device: every tensor's shape and dtype, no memory, built in a moment."""
+    with torch.device("meta"):
+        return MMFusionSeparate(run_config(6), bert_config=bert_base_config()).eval()
+
+
 def fp16_fairseq_state(model: nn.Module) -> dict:
     """The model's tensors in the released layout: ``mmmodel.`` prefix, fp16, persistent position_ids, and values
     different from the model's own (so a load that did nothing would be caught)."""
@@ -104,8 +111,8 @@ def test_spec_layout_json_agrees_with_reference_tables():
     assert {"mmmodel." + k: v for k, v in reference.items()} == expected_layout()
 
 
-@pytest.mark.slow  # builds the 177M-parameter model once per module (a few seconds, ~2 GB)
-def test_full_model_matches_released_layout(full_model):
+def test_full_model_matches_released_layout(meta_full_model):
+    full_model = meta_full_model
     reference = expected_layout()
     layout = {k: list(v.shape) for k, v in full_model.state_dict().items()}
     layout.update({k: list(v.shape) for k, v in full_model.named_buffers() if k.endswith("embeddings.position_ids")})
@@ -306,3 +313,19 @@ def test_resume_from_a_corrupt_last_checkpoint_names_the_newest_readable_one(tmp
         FairseqMMTask.setup_task(argparse.Namespace(save_dir=str(lone), restore_file="checkpoint_last.pt",
                                                     taskconfig=str(config)))
     assert not (lone / "config.yaml").exists()
+
+
+def test_fairseq_loads_follow_the_same_position_ids_rule(tiny_model):
+    """fairseq's own loads (resume, --finetune-from-model) go through FairseqMMModel.upgrade_state_dict_named:
+    stored arange position ids are dropped, any other value is refused, as in load_model_weights."""
+    from tempclr.models.fairseqmmmodel import FairseqMMModel
+
+    wrapped = FairseqMMModel(tiny_model)
+    state = fp16_fairseq_state(tiny_model)
+    assert any(k.endswith("position_ids") for k in state)
+    upgraded = wrapped.upgrade_state_dict_named(dict(state), "")
+    assert not any(k.endswith("position_ids") for k in upgraded)
+    wrapped.load_state_dict(upgraded, strict=True)
+    state["mmmodel.text_encoder.embeddings.position_ids"] = torch.arange(80).flip(0)[None]
+    with pytest.raises(ValueError, match="text_encoder.embeddings.position_ids"):
+        wrapped.upgrade_state_dict_named(state, "")

@@ -107,3 +107,40 @@ def test_the_table_lists_every_key_the_code_reads():
                     elif folder == "tasks" and key not in SCHEMA[""]:
                         missing.append((name, key))
     assert missing == []
+
+
+def test_alignment_settings_and_the_schema_list_the_same_keys_and_defaults():
+    from tempclr.utils.alignment_settings import AlignmentSettings
+    from tempclr.utils.config_schema import DEFAULTS
+
+    fields = AlignmentSettings.__dataclass_fields__
+    assert set(fields) == set(SCHEMA["alignment"])
+    assert {name: field.default for name, field in fields.items()} == {
+        key.split(".", 1)[1]: value for key, value in DEFAULTS.items() if key.startswith("alignment.")}
+
+
+def test_every_default_is_written_once_in_the_schema():
+    """No ``cfg_get(config, key, default)`` in the code for a key that has a default in ``DEFAULTS`` (it reads
+    ``setting`` / ``dataset_setting`` instead); every key in ``DEFAULTS`` is a schema key (or a fairseq key)."""
+    import ast
+
+    from tempclr.utils.config_schema import DEFAULTS
+
+    for key in DEFAULTS:
+        section, _, sub = key.rpartition(".")
+        assert key.startswith("fairseq.") or sub in SCHEMA[section], key
+    plain = {key.split(".", 1)[1] for key in DEFAULTS if key.startswith("dataset.")}
+    offenders = []
+    for folder in ("tempclr", "tempclr_cli", "scripts"):
+        for dirpath, _, files in os.walk(os.path.join(ROOT, folder)):
+            for name in files:
+                if not name.endswith(".py"):
+                    continue
+                path = os.path.join(dirpath, name)
+                for node in ast.walk(ast.parse(open(path).read())):
+                    if (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "cfg_get"
+                            and len(node.args) == 3 and isinstance(node.args[1], ast.Constant)):
+                        key = node.args[1].value
+                        if key in DEFAULTS or key in plain or f"alignment.{key}" in DEFAULTS:
+                            offenders.append(f"{os.path.relpath(path, ROOT)}:{node.lineno} {key}")
+    assert offenders == []

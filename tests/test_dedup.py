@@ -6,7 +6,8 @@ import pickle
 import numpy as np
 import pytest
 
-from tempclr.processors.dedupprocessor import CaptionDedupProcessor, dedup_caption, main, video_rng
+from tempclr.processors.dedupprocessor import CaptionDedupProcessor, dedup_caption, video_rng
+from tempclr_cli.dedup_captions import main
 
 
 class Draws:

@@ -53,7 +53,7 @@ def calibrated_random_s3d(videos, path):
 
 def test_raw_video_to_search(tmp_path):
     from tempclr.demo.bert import write_tiny_bert
-    from tempclr.processors import dedupprocessor
+    from tempclr_cli import dedup_captions
     from tempclr_cli import extract, pretokenization, shard_feature
     from tempclr_cli.search_videos import search
 
@@ -78,7 +78,7 @@ def test_raw_video_to_search(tmp_path):
         (tmp_path / f"{split}.lst").write_text("\n".join(WORDS) + "\n")
     shard_feature.main(["--feat-dir", str(feat), "--train-list", str(tmp_path / "train.lst"),
                         "--val-list", str(tmp_path / "val.lst"), "--shard-dir", str(shard), "--shard-size", "32"])
-    assert dedupprocessor.main(["--captions", str(tmp_path / "raw_caption.json"),
+    assert dedup_captions.main(["--captions", str(tmp_path / "raw_caption.json"),
                                 "--out", str(tmp_path / "raw_caption_dedup.pkl"), "--feat-dir", str(feat)]) == 0
     write_tiny_bert(str(tmp_path / "bert"), [t for c in captions.values() for t in c["text"]], seed=0)
     pretokenization.main(["--captions", str(tmp_path / "raw_caption_dedup.pkl"), "--tokenizer",

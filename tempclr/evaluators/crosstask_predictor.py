@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from tempclr.processors.crosstask_release import read_assignment
-from tempclr.processors.dsprocessor import sliding_windows
+from tempclr.processors.dsprocessor import CROSSTASK_WINDOW, sliding_windows
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import register
 
@@ -72,8 +72,8 @@ class CrossTaskPredictor(Predictor):
         self.annotation_path = cfg_get(config, "dataset.annotation_path")
         if self.annotation_path is None:
             raise ValueError("CrossTaskPredictor needs 'dataset.annotation_path' (the release's annotations/ folder)")
-        self.sliding_window = int(cfg_get(config, "dataset.sliding_window", 16))
-        self.sliding_window_size = int(cfg_get(config, "dataset.sliding_window_size", 32))
+        self.sliding_window = int(cfg_get(config, "dataset.sliding_window", CROSSTASK_WINDOW[0]))
+        self.sliding_window_size = int(cfg_get(config, "dataset.sliding_window_size", CROSSTASK_WINDOW[1]))
 
     @torch.no_grad()
     def predict_loop(self, model, eval_dataloader, output_file: Optional[str] = "result") -> Dict[str, Any]:

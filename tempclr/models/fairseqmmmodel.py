@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fairseq.models import BaseFairseqModel, register_model, register_model_architecture
 
-POSITION_IDS_SUFFIX = "embeddings.position_ids"
+from tempclr.utils.checkpoint import settle_position_ids
 
 
 @register_model("mmmodel")
@@ -21,15 +21,10 @@ class FairseqMMModel(BaseFairseqModel):
         return self.mmmodel(*args, **kwargs)
 
     def upgrade_state_dict_named(self, state_dict, name):
-        """Loading stays strict (the original silently dropped and added keys).  The one known difference:
-        checkpoints from transformers 3.x carry ``*.embeddings.position_ids`` buffers that current
-        transformers does not save; those (and only those) are taken from this model."""
-        own = self.state_dict()
-        for key in [k for k in state_dict if k.endswith(POSITION_IDS_SUFFIX)]:
-            if key not in own:
-                del state_dict[key]
-        for key in [k for k in own if k.endswith(POSITION_IDS_SUFFIX)]:
-            state_dict.setdefault(key, own[key])
+        """Loading stays strict (the original silently dropped and added keys).  The one known difference,
+        ``*.embeddings.position_ids``, follows :func:`~tempclr.utils.checkpoint.settle_position_ids`, as every
+        other checkpoint load does."""
+        settle_position_ids(state_dict, self.state_dict(), f"checkpoint ({name or 'model'})")
         return state_dict
 
 

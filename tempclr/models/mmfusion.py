@@ -22,7 +22,7 @@ from torch import nn
 from transformers.utils import logging as hf_logging
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 
-from ..utils.load_config import cfg_get
+from ..utils.config_schema import cfg_get, setting
 from ..utils.registry import register
 from .transformermodel import MMBertForEncoder
 
@@ -87,11 +87,11 @@ class MMFusion(nn.Module):
                              "or a folder written by BertModel.save_pretrained)")
         self._tokenizer = tokenizer
         self.is_train = cfg_get(config, "dataset.train_path") is not None
-        self.max_video_len = int(cfg_get(config, "dataset.max_video_len", 32))
-        self.num_hidden_video_layers = int(cfg_get(config, "model.num_hidden_video_layers", 6))
-        video_cls = _pick_class(VIDEO_ENCODER_CLASSES, cfg_get(config, "model.video_encoder_cls", "MMBertForEncoder"),
+        self.max_video_len = int(setting(config, "dataset.max_video_len"))
+        self.num_hidden_video_layers = int(setting(config, "model.num_hidden_video_layers"))
+        video_cls = _pick_class(VIDEO_ENCODER_CLASSES, setting(config, "model.video_encoder_cls"),
                                 "model.video_encoder_cls")
-        text_cls = _pick_class(TEXT_ENCODER_CLASSES, cfg_get(config, "model.text_encoder_cls", "BertModel"),
+        text_cls = _pick_class(TEXT_ENCODER_CLASSES, setting(config, "model.text_encoder_cls"),
                                "model.text_encoder_cls")
         base_config = copy.deepcopy(bert_config) if bert_config is not None else AutoConfig.from_pretrained(
             self.bert_name)

@@ -27,6 +27,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tempclr.utils.config_schema import cfg_get, setting
+
 __all__ = ["MMPTModel"]
 
 DEFAULT_S3D_CHECKPOINT = os.path.join("pretrained_models", "s3d_howto100m.pth")
@@ -44,9 +46,7 @@ class MMPTModel(nn.Module):
 
     def __init__(self, config: Any, model: nn.Module, video_encoder: nn.Module, **kwargs: Any) -> None:
         super().__init__()
-        from tempclr.utils.load_config import cfg_get
-
-        self.max_video_len = int(cfg_get(config, "dataset.max_video_len", 32))
+        self.max_video_len = int(setting(config, "dataset.max_video_len"))
         self.video_encoder = video_encoder
         self.model = model
         self.video_encoder.eval()
@@ -63,7 +63,7 @@ class MMPTModel(nn.Module):
         from tempclr.processors.models.s3dg import load_s3d
         from tempclr.processors.processor import Aligner, get_tokenizer
         from tempclr.tasks.task import Task
-        from tempclr.utils.load_config import cfg_get, recursive_config
+        from tempclr.utils.load_config import recursive_config
 
         if isinstance(config, (str, os.PathLike)):
             config = recursive_config(str(config))

@@ -8,7 +8,7 @@ one a single process would have filled over the whole dataset.  The original's `
 """
 from __future__ import annotations
 
-from typing import Dict, List, Optional, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -48,9 +48,6 @@ class VectorPool:
     def matrix(self) -> np.ndarray:
         """``[N, D]`` float32, row i the vector of ``ids[i]``."""
         return np.stack(self.vectors).astype(np.float32, copy=False)
-
-    def as_dict(self) -> Dict[str, np.ndarray]:
-        return dict(zip(self.ids, self.vectors))
 
     def gather(self, num_items: int, device: Optional[torch.device] = None) -> "VectorPool":
         """Replace this rank's rows by every rank's rows (all ranks of the default process group call this),

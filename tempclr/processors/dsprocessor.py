@@ -39,14 +39,15 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from tempclr.utils.load_config import cfg_get
+from tempclr.utils.config_schema import cfg_get, dataset_setting
 from tempclr.utils.registry import register
 
 from .crosstask_release import read_assignment, read_step_sequence, read_task_info, split_vids
 from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, TextProcessor, VideoProcessor, require_file
 
 __all__ = ["CrossTaskMetaProcessor", "CrossTaskVideoProcessor", "CrossTaskTextProcessor", "CrossTaskAligner",
-           "sliding_windows", "CrossTaskItem", "window_config", "check_features",
+           "sliding_windows", "CrossTaskItem", "window_config", "CROSSTASK_WINDOW", "YOUCOOK_WINDOW",
+           "check_features",
            "DSAligner", "YoucookMetaProcessor", "YoucookVideoProcessor", "YoucookFullVideoBGMetaProcessor",
            "YoucookFullVideoBGProcessor", "YoucookFullVideoBGTextProcessor", "YoucookFullVideoBGAligner",
            "YoucookRecord", "read_youcook_records"]
@@ -80,11 +81,18 @@ def sliding_windows(video_len: int, stride: int = 16, size: int = 32) -> Tuple[n
     return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
 
 
-def window_config(config: Any, max_video_len: int, default_stride: int, default_size: int) -> Tuple[int, int]:
-    """``(dataset.sliding_window, dataset.sliding_window_size)`` with their defaults; a window longer than
+# (dataset.sliding_window, dataset.sliding_window_size) when the config omits them: the original's defaults differ
+# by dataset, so they live here rather than in the config schema
+CROSSTASK_WINDOW = (16, 32)
+YOUCOOK_WINDOW = (16, 16)
+
+
+def window_config(config: Any, max_video_len: int, defaults: Tuple[int, int]) -> Tuple[int, int]:
+    """``(dataset.sliding_window, dataset.sliding_window_size)`` read from the ``dataset:`` section ``config``,
+    ``defaults`` (:data:`CROSSTASK_WINDOW` or :data:`YOUCOOK_WINDOW`) for those it omits; a window longer than
     ``max_video_len`` is an error (``_build_video_seq`` would cut it silently)."""
-    stride = int(cfg_get(config, "sliding_window", default_stride))
-    size = int(cfg_get(config, "sliding_window_size", default_size))
+    stride = int(cfg_get(config, "sliding_window", defaults[0]))
+    size = int(cfg_get(config, "sliding_window_size", defaults[1]))
     if size > max_video_len:
         raise ValueError(f"dataset.sliding_window_size={size} exceeds dataset.max_video_len={max_video_len}: "
                          "windows would be cut silently")
@@ -133,7 +141,7 @@ class CrossTaskMetaProcessor(MetaProcessor):
                  for key in ("train_csv_path", "val_csv_path", "primary_path", "related_path")}
         vfeat_dir = _required_dir(config, "vfeat_dir", FEATURES_HOW)
         annotation_dir = _required_dir(config, "annotation_path", RELEASE_HOW)
-        n_train = int(cfg_get(config, "n_train", 30))
+        n_train = int(dataset_setting(config, "n_train"))
         splits = split_vids(paths["train_csv_path"], paths["val_csv_path"], paths["primary_path"],
                             paths["related_path"], vfeat_dir, annotation_dir, n_train=n_train)
         task_vids = splits[self.SPLIT_OF[self.split]]
@@ -188,7 +196,7 @@ class CrossTaskAligner(Aligner):
     def __init__(self, config: Any):
         super().__init__(config)
         self.annotation_path = _required(config, "annotation_path")
-        self.sliding_window, self.sliding_window_size = window_config(config, self.max_video_len, 16, 32)
+        self.sliding_window, self.sliding_window_size = window_config(config, self.max_video_len, CROSSTASK_WINDOW)
 
     def annotation_file(self, task: str, vid: str) -> str:
         return os.path.join(self.annotation_path, f"{task}_{vid}.csv")
@@ -506,7 +514,7 @@ class YoucookFullVideoBGAligner(Aligner):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self.sliding_window, self.sliding_window_size = window_config(config, self.max_video_len, 16, 16)
+        self.sliding_window, self.sliding_window_size = window_config(config, self.max_video_len, YOUCOOK_WINDOW)
 
     def __call__(self, video_id: str, video_feature: np.ndarray,
                  text_feature: Sequence[Sequence[int]]) -> Dict[str, Any]:

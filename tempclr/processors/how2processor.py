@@ -15,7 +15,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from tempclr.utils.collate import stack_clip_dicts
-from tempclr.utils.load_config import cfg_get
+from tempclr.utils.config_schema import cfg_get, dataset_setting
 from tempclr.utils.registry import register
 from tempclr.utils.shardedtensor import ShardedTensor, shard_paths
 
@@ -160,8 +160,8 @@ class TextClipSampler:
     ``U{sampled_min_len..sampled_max_len}`` or a 256-s span is reached."""
 
     def __init__(self, config: Any):
-        self.min_len = int(cfg_get(config, "sampled_min_len", 8))
-        self.max_len = int(cfg_get(config, "sampled_max_len", 64))
+        self.min_len = int(dataset_setting(config, "sampled_min_len"))
+        self.max_len = int(dataset_setting(config, "sampled_max_len"))
 
     def __call__(self, text_feature: Dict[str, List]) -> Tuple[int, int]:
         """Returns ``(first, end)``: caption indices ``first .. end-1``."""
@@ -187,8 +187,8 @@ class VideoClipSampler:
     """A random-length ``U{min..max}``-second window grown around a centre second."""
 
     def __init__(self, config: Any):
-        self.min_len = int(cfg_get(config, "sampled_video_min_len", 3))
-        self.max_len = int(cfg_get(config, "sampled_video_max_len", 32))
+        self.min_len = int(dataset_setting(config, "sampled_video_min_len"))
+        self.max_len = int(dataset_setting(config, "sampled_video_max_len"))
 
     def __call__(self, center: int, num_seconds: int) -> Tuple[int, int]:
         length = random.randint(self.min_len, self.max_len)
@@ -210,7 +210,7 @@ class _SampledClipsAligner(Aligner):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self.num_clips = int(cfg_get(config, "clip_per_video") or cfg_get(config, "subsampling", 1))
+        self.num_clips = int(cfg_get(config, "clip_per_video") or dataset_setting(config, "subsampling"))
         self.text_sampler = TextClipSampler(config)
 
     def _video_window(self, text_feature: Dict[str, List], first: int, end: int,

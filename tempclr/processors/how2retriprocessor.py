@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, List, Sequence, Tuple
 
 from tempclr.utils.collate import collate_dicts
-from tempclr.utils.load_config import cfg_get
+from tempclr.utils.config_schema import dataset_setting
 from tempclr.utils.registry import register
 
 from .how2processor import (OverlappedAligner, ShardedHow2MetaProcessor, ShardedTextProcessor,
@@ -20,7 +20,7 @@ class ShardedHow2VideoRetriMetaProcessor(ShardedHow2MetaProcessor):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self.num_video_per_batch = int(cfg_get(config, "num_video_per_batch", 16))
+        self.num_video_per_batch = int(dataset_setting(config, "num_video_per_batch"))
         self.videos = [(vid, -1, shard, idx) for vid, _, shard, idx in self.data]
         n_groups = len(self.videos) // self.num_video_per_batch
         n_groups -= n_groups % GROUPS_MULTIPLE

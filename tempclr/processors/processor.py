@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tempclr.utils.fileio import load_npy
-from tempclr.utils.load_config import cfg_get
+from tempclr.utils.config_schema import cfg_get, dataset_setting
 from tempclr.utils.registry import register
 
 
@@ -78,7 +78,7 @@ class TextProcessor(Processor):
 
     def __init__(self, config: Any):
         super().__init__(config)
-        self.bert_name = str(cfg_get(config, "bert_name", "bert-base-uncased"))
+        self.bert_name = str(dataset_setting(config, "bert_name"))
         self.tokenizer = get_tokenizer(self.bert_name, cfg_get(config, "use_fast"))
 
     def __call__(self, text: str) -> List[int]:
@@ -129,10 +129,10 @@ class Aligner:
 
     def __init__(self, config: Any):
         self.config = config
-        self.max_video_len = int(cfg_get(config, "max_video_len", 32))
-        self.max_len = int(cfg_get(config, "max_len", 96))
+        self.max_video_len = int(dataset_setting(config, "max_video_len"))
+        self.max_len = int(dataset_setting(config, "max_len"))
         self.max_text_len = self.max_len - self.max_video_len
-        tokenizer = get_tokenizer(str(cfg_get(config, "bert_name", "bert-base-uncased")),
+        tokenizer = get_tokenizer(str(dataset_setting(config, "bert_name")),
                                   cfg_get(config, "use_fast"))
         self.cls_token_id = int(tokenizer.cls_token_id)
         self.sep_token_id = int(tokenizer.sep_token_id)

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from tempclr.utils.metrics import cos_sim
+from tempclr.modules.similarity import cos_sim
 from tempclr.utils.registry import register
 
 from .seqalign import AlignmentSettings, inner_shuffle_columns, negative_orders, sequence_scores

@@ -16,8 +16,8 @@ from typing import Any, Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
-from tempclr.utils.load_config import cfg_get
-from tempclr.utils.metrics import cos_sim
+from tempclr.utils.config_schema import setting
+from tempclr.modules.similarity import cos_sim
 from tempclr.utils.registry import register
 
 from .retritask import VideoRetriTask
@@ -64,7 +64,7 @@ class AlignRetriTask(VideoRetriTask):
     def __init__(self, config):
         super().__init__(config)
         self.alignment = AlignmentSettings.from_config(config, alignment_loss_coeff=0.7)
-        self.clips_per_video = int(cfg_get(config, "dataset.clip_per_video", 16))
+        self.clips_per_video = int(setting(config, "dataset.clip_per_video"))
 
     def build_model(self, checkpoint=None):
         model = super().build_model(checkpoint)

@@ -5,8 +5,7 @@ from fairseq.tasks import LegacyFairseqTask, register_task
 
 from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
 from tempclr.utils.checkpoint import prepare_save_dir
-from tempclr.utils.config_schema import validate_config
-from tempclr.utils.load_config import cfg_get, load_config, recursive_config
+from tempclr.utils.load_config import cfg_get, load_config, read_config
 
 from .task import Task
 
@@ -22,14 +21,12 @@ class FairseqMMTask(LegacyFairseqTask):
         """Before anything is built or written: the config is validated, rank 0 takes the ``save_dir`` lock (a second run on it fails here),
         and the file fairseq resumes from is checked and, after a crash between ``checkpointN.pt`` and its copy to
         ``checkpoint_last.pt``, brought up to date (:func:`~tempclr.utils.checkpoint.prepare_save_dir`)."""
-        config_file = cfg_get(args, "taskconfig")
-        if config_file is not None:  # a bad config fails before the save_dir is touched
-            validate_config(recursive_config(str(config_file)), source=str(config_file))
+        config = read_config(args)  # read and checked once; a bad config fails before the save_dir is touched
         save_dir = cfg_get(args, "save_dir")
         if save_dir is not None:  # fairseq resumes from <save_dir>/<restore_file> later: settle it now
             prepare_save_dir(str(save_dir), str(cfg_get(args, "restore_file", "checkpoint_last.pt")),
                              str(cfg_get(args, "checkpoint_suffix", "")))
-        config = load_config(args)
+        config = load_config(args, config=config)
         mmtask = Task.config_task(config)
         mmtask.build_dataset()
         mmtask.build_model()

@@ -26,7 +26,7 @@ from torch.utils.data import DataLoader
 from tempclr.modules.vectorpool import VideoVectorPool
 from tempclr.utils import broadcast_object, get_rank, get_world_size, set_seed
 from tempclr.utils.fileio import write_pickle_atomic
-from tempclr.utils.load_config import cfg_get
+from tempclr.utils.config_schema import cfg_get, setting
 from tempclr.utils.registry import lookup, register
 
 from .task import Task
@@ -53,9 +53,9 @@ class RetriTask(Task):
         """From epoch ``retri_epoch`` (default 1) on, regroup the training videos by retrieval; returns whether
         it did (the groups change every epoch, so the adapter must not cache batches).  fairseq asks for the
         iterator of the epoch after ``fairseq.optimization.max_epoch`` before it stops: no retrieval pass then."""
-        if epoch < int(cfg_get(self.config, "retri_epoch", 1)):
+        if epoch < int(setting(self.config, "retri_epoch")):
             return False
-        max_epoch = int(cfg_get(self.config, "fairseq.optimization.max_epoch", 0))
+        max_epoch = int(setting(self.config, "fairseq.optimization.max_epoch"))
         if 0 < max_epoch < epoch:
             return False
         self.retrive_candidates(epoch)
@@ -118,13 +118,9 @@ class RetriTask(Task):
         write_pickle_atomic(self.group_file(epoch), groups)
         return groups
 
-    def build_groups(self, epoch: int, model) -> List[List[str]]:
-        pool = self.embed_videos(epoch, model)
-        return self.group_by_retrieval(epoch, pool)
-
     def build_embedding_dataset(self):
         """Every training video with ``clip_per_video`` caption-span clips each (VariedLenAligner)."""
-        clips = int(cfg_get(self.config, "dataset.clip_per_video", 16))
+        clips = int(setting(self.config, "dataset.clip_per_video"))
         return self.build_mmdataset("train", meta_processor="ShardedHow2MetaProcessor",
                                     video_processor="ShardedVideoProcessor", text_processor="ShardedTextProcessor",
                                     aligner="VariedLenAligner", subsampling=clips)
@@ -140,8 +136,8 @@ class RetriTask(Task):
         from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
 
         started = time.perf_counter()
-        dataset = FairseqMMDataset(self.build_embedding_dataset(), seed=int(cfg_get(self.config,
-                                                                                    "fairseq.common.seed", 1)))
+        dataset = FairseqMMDataset(self.build_embedding_dataset(),
+                                   seed=int(setting(self.config, "fairseq.common.seed")))
         dataset.set_epoch(epoch)
         world_size = get_world_size()
         if world_size > 1:
@@ -149,8 +145,8 @@ class RetriTask(Task):
                 dataset, num_replicas=world_size, rank=get_rank(), shuffle=False))
         else:
             order = list(range(len(dataset)))
-        batch_size = int(cfg_get(self.config, "dataset.num_video_per_batch", 16))
-        num_workers = int(cfg_get(self.config, "fairseq.dataset.num_workers", 0))
+        batch_size = int(setting(self.config, "dataset.num_video_per_batch"))
+        num_workers = int(setting(self.config, "fairseq.dataset.num_workers"))
         # forkserver: a forked worker would inherit fairseq's live epoch iterator and trip over it on exit
         loader = DataLoader(dataset, batch_size=batch_size, sampler=order, shuffle=False,
                             collate_fn=dataset.collater, num_workers=num_workers,
@@ -160,7 +156,7 @@ class RetriTask(Task):
         model.eval()
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
-        pool = lookup("vectorpool", cfg_get(self.config, "vectorpool_cls", "VideoVectorPool"))(self.config)
+        pool = lookup("vectorpool", setting(self.config, "vectorpool_cls"))(self.config)
         try:
             for batch in loader:
                 outputs = model(**flatten_video_clips(batch, device, dtype))
@@ -179,15 +175,15 @@ class RetriTask(Task):
     def group_by_retrieval(self, epoch: int, pool: VideoVectorPool) -> List[List[str]]:
         """Seeds drawn at random (``N // num_video_per_batch`` of them); each group is the seed plus its
         ``num_cands`` nearest neighbours, randomly cut to ``num_video_per_batch``."""
-        per_group = int(cfg_get(self.config, "dataset.num_video_per_batch", 16))
+        per_group = int(setting(self.config, "dataset.num_video_per_batch"))
         vectors = pool.matrix()
-        retriever_cls = lookup("retriever", cfg_get(self.config, "retriever_cls", "VectorRetriever"))
-        retriever = retriever_cls(vectors.shape[1], centroids=int(cfg_get(self.config, "retri_centroids", 512)),
-                                  db_type=str(cfg_get(self.config, "retri_db_type", "flatl2")))
+        retriever_cls = lookup("retriever", setting(self.config, "retriever_cls"))
+        retriever = retriever_cls(vectors.shape[1], centroids=int(setting(self.config, "retri_centroids")),
+                                  db_type=str(setting(self.config, "retri_db_type")))
         retriever.build(pool.ids, vectors)
         set_seed(epoch)
         seed_rows = random.sample(range(len(pool.ids)), len(pool.ids) // per_group)
-        neighbours = retriever.search_ids(seed_rows, int(cfg_get(self.config, "num_cands", 64)))
+        neighbours = retriever.search_ids(seed_rows, int(setting(self.config, "num_cands")))
         groups = []
         for row, hits in zip(seed_rows, neighbours):
             group = [pool.ids[row]] + hits
@@ -202,7 +198,7 @@ class VideoRetriTask(RetriTask):
     """VideoCLIP pretraining: groups of videos × clips, flattened to one batch of clips."""
 
     def reshape_subsample(self, sample: Dict[str, Any]) -> Dict[str, Any]:
-        clips = int(cfg_get(self.config, "dataset.clip_per_video", 1))
+        clips = int(setting(self.config, "dataset.clip_per_video"))
         if clips <= 1:
             return super().reshape_subsample(sample)
         caps = sample.get("caps")

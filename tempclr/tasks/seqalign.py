@@ -1,9 +1,9 @@
 """What TempCLR's two sequence-alignment losses share: their ``alignment:`` settings, the sampler of shuffled
 orders (the negatives), and the sequence score.
 
-* :class:`AlignmentSettings` reads the ``alignment:`` section once, under the config's own key names, for both
-  :class:`~tempclr.tasks.alignretritask.AlignRetriTask` (pretraining) and
-  :class:`~tempclr.tasks.alignlocaltask.AlignLocalTask` (CrossTask fine-tuning).
+* :class:`~tempclr.utils.alignment_settings.AlignmentSettings` (re-exported here) reads the ``alignment:`` section
+  once, under the config's own key names, for both :class:`~tempclr.tasks.alignretritask.AlignRetriTask`
+  (pretraining) and :class:`~tempclr.tasks.alignlocaltask.AlignLocalTask` (CrossTask fine-tuning).
 * :func:`negative_orders` is the one sampler of shuffled orders.  Its random source is torch's default generator
   (or the one passed in), which fairseq reseeds from ``--seed`` and the update number before every training step,
   so the negatives of a step are a function of the seed and the step.
@@ -13,58 +13,15 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from dataclasses import dataclass
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Dict, Iterator, Optional, Tuple
 
 import torch
 
 from tempclr.modules.alignment import soft_dtw, soft_otam
-from tempclr.utils.load_config import cfg_get
+from tempclr.utils.alignment_settings import METRICS, AlignmentSettings
 
 __all__ = ["AlignmentSettings", "count_distinct_orders", "negative_orders", "inner_shuffle_columns",
            "sequence_scores", "METRICS"]
-
-METRICS = ("dtw", "otam")
-
-
-@dataclass(frozen=True)
-class AlignmentSettings:
-    """The ``alignment:`` keys (names as in the YAML).  Defaults are the original's; ``alignment_loss_coeff``
-    defaults to 0.7 for pretraining and 0.12 for CrossTask fine-tuning (each task passes its own)."""
-
-    metric: str = "dtw"
-    total_sample_size: int = 32
-    alignment_loss_coeff: float = 0.7
-    gamma: float = 0.1
-    sampling_threshold: int = 5
-    video_sampling_multiplier: int = 10
-    inner_shuffling: bool = True
-    layernorm_only: bool = False
-
-    @classmethod
-    def from_config(cls, config: Any, **task_defaults: Any) -> "AlignmentSettings":
-        """Read ``config.alignment``; ``task_defaults`` override the class defaults for keys the config omits."""
-        defaults = {**{f: getattr(cls, f) for f in cls.__dataclass_fields__}, **task_defaults}
-        values = {}
-        for name, default in defaults.items():
-            value = cfg_get(config, f"alignment.{name}", default)
-            values[name] = type(default)(value) if not isinstance(default, bool) else bool(value)
-        settings = cls(**values)
-        settings.validate()
-        return settings
-
-    def validate(self) -> None:
-        if self.metric not in METRICS:
-            raise ValueError(f"alignment.metric must be one of {', '.join(METRICS)}, got {self.metric!r}")
-        if self.total_sample_size < 2:
-            raise ValueError(f"alignment.total_sample_size={self.total_sample_size}: need the positive and at "
-                             "least one negative")
-        if not self.gamma > 0:
-            raise ValueError(f"alignment.gamma={self.gamma}: the soft-min temperature must be > 0")
-        if self.sampling_threshold < 2:
-            raise ValueError(f"alignment.sampling_threshold={self.sampling_threshold}: a sequence needs at least "
-                             "2 clips to have a shuffled order")
-
 
 def count_distinct_orders(sequence: list[int]) -> int:
     """Number of distinct sequences that reorder ``sequence`` (multinomial ``L! / Π multiplicity!``)."""

@@ -370,6 +370,18 @@ def _strip_prefix(state: Mapping[str, Any], model_keys: set) -> dict:
     return cleaned
 
 
+def settle_position_ids(state: dict, model_state: Mapping[str, torch.Tensor], source: str) -> list[str]:
+    """The one rule for ``*.embeddings.position_ids`` (transformers 3.x saved these buffers, current transformers
+    does not), applied to ``state`` in place: stored ones the model lacks are dropped after checking they are
+    ``arange`` (anything else is a ValueError naming ``source``), ones the model has and ``state`` lacks are taken
+    from ``model_state``.  Returns the dropped keys."""
+    dropped = _drop_position_ids(state, set(model_state), source)
+    for key, value in model_state.items():
+        if key.endswith(POSITION_IDS_SUFFIX) and key not in state:
+            state[key] = value
+    return dropped
+
+
 def _drop_position_ids(state: dict, model_keys: set, source: str) -> list[str]:
     dropped = []
     for key in sorted(k for k in state if k.endswith(POSITION_IDS_SUFFIX) and k not in model_keys):
@@ -404,9 +416,9 @@ def load_model_weights(model: nn.Module, state: Mapping[str, Any], strict: bool 
     not_tensors = sorted(k for k, v in cleaned.items() if not isinstance(v, torch.Tensor))
     if not_tensors:
         raise ValueError(f"{source}: entries that are not tensors: {_listed(not_tensors)}")
-    report = LoadReport(dropped_position_ids=_drop_position_ids(cleaned, model_keys, source))
+    report = LoadReport(dropped_position_ids=settle_position_ids(cleaned, targets, source))
     report.unexpected = sorted(k for k in cleaned if k not in model_keys)
-    report.missing = sorted(k for k in model_keys if k not in cleaned and not k.endswith(POSITION_IDS_SUFFIX))
+    report.missing = sorted(k for k in model_keys if k not in cleaned)
     wrong_shape = [f"{k} {tuple(cleaned[k].shape)} vs model {tuple(targets[k].shape)}"
                    for k in sorted(model_keys & set(cleaned)) if tuple(cleaned[k].shape) != tuple(targets[k].shape)]
     if wrong_shape:

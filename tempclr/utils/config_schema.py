@@ -6,32 +6,29 @@ of another type is an error naming the key.  Keys that the original configs carr
 accepted and ignored, and listed as such (:data:`IGNORED`).  ``fairseq.*`` is checked by group here (its keys
 become ``fairseq-train`` flags, which fairseq itself rejects when unknown).
 
+Each key's default is written once, here (:data:`DEFAULTS`), and read with :func:`setting` (a full key such as
+``"dataset.clip_per_video"``) or :func:`dataset_setting` (a key of the ``dataset:`` section, for the processors,
+which receive that section).  :func:`cfg_get` reads a key that has no default (``None`` when absent).
+
 :func:`validate_config` is called by :func:`~tempclr.utils.load_config.load_config`, so the launcher (also with
 ``--dryrun``), ``fairseq-train`` and the predict script all check a config before they use it.  A test keeps this
 table in step with the code: every key the code reads with ``cfg_get`` must be listed here.
 """
 from __future__ import annotations
 
-import dataclasses
 import difflib
 from typing import Any, Dict, Mapping, Tuple
 
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["SCHEMA", "IGNORED", "FAIRSEQ_GROUPS", "ConfigError", "validate_config"]
+__all__ = ["SCHEMA", "DEFAULTS", "IGNORED", "FAIRSEQ_GROUPS", "ConfigError", "validate_config", "cfg_get",
+           "setting", "dataset_setting"]
 
 STR, INT, FLOAT, BOOL = (str,), (int,), (int, float), (bool,)
 SECTION = (dict,)
 ANY = (object,)
 
 FAIRSEQ_GROUPS = ("common", "dataset", "optimization", "checkpoint", "common_eval", "distributed_training")
-
-
-def _alignment_keys() -> Dict[str, Tuple[type, ...]]:
-    from tempclr.tasks.seqalign import AlignmentSettings  # the dataclass that reads them
-
-    kinds = {bool: BOOL, int: INT, float: FLOAT, str: STR}
-    return {f.name: kinds[type(f.default)] for f in dataclasses.fields(AlignmentSettings)}
 
 
 # section -> key -> accepted value types (None, YAML null, is accepted everywhere and means "not set")
@@ -64,12 +61,36 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, ...]]] = {
         "num_hidden_video_layers": INT,
     },
     "loss": {"loss_cls": STR},
-    "alignment": {},  # filled from AlignmentSettings below
+    # TempCLR's sequence-alignment loss (tempclr.utils.alignment_settings.AlignmentSettings reads them)
+    "alignment": {"metric": STR, "total_sample_size": INT, "alignment_loss_coeff": FLOAT, "gamma": FLOAT,
+                  "sampling_threshold": INT, "video_sampling_multiplier": INT, "inner_shuffling": BOOL,
+                  "layernorm_only": BOOL},
     "eval": {"save_path": STR, "metric_compat": STR},
     # read by tempclr_cli/slurmjob.py, which checks the values
     "slurm": {"nodes": INT, "gpus_per_node": INT, "ranks_per_node": INT, "cpus_per_task": INT, "port": INT,
               "mem": STR, "time": STR, "partition": STR, "account": STR, "qos": STR, "constraint": STR,
               "job_name": STR, "requeue": BOOL, "setup": ANY},
+}
+
+# The default of every key that has one (the original's value), by full key.  A key missing here has no default:
+# the code that reads it says what an absent value means.  fairseq.* keys listed are those tempclr reads itself.
+DEFAULTS: Dict[str, Any] = {
+    "retri_epoch": 1, "retri_centroids": 512, "retri_db_type": "flatl2", "num_cands": 64,
+    "vectorpool_cls": "VideoVectorPool", "retriever_cls": "VectorRetriever",
+    "dataset.bert_name": "bert-base-uncased", "dataset.max_video_len": 32, "dataset.max_len": 96,
+    "dataset.subsampling": 1, "dataset.clip_per_video": 16, "dataset.num_video_per_batch": 16,
+    "dataset.sampled_min_len": 8, "dataset.sampled_max_len": 64,
+    "dataset.sampled_video_min_len": 3, "dataset.sampled_video_max_len": 32,
+    "dataset.n_train": 30,
+    "model.num_hidden_video_layers": 6, "model.video_encoder_cls": "MMBertForEncoder",
+    "model.text_encoder_cls": "BertModel",
+    "eval.save_path": ".",
+    # alignment_loss_coeff is 0.7 for pretraining; CrossTask fine-tuning passes 0.12 as its own default
+    "alignment.metric": "dtw", "alignment.total_sample_size": 32, "alignment.alignment_loss_coeff": 0.7,
+    "alignment.gamma": 0.1, "alignment.sampling_threshold": 5, "alignment.video_sampling_multiplier": 10,
+    "alignment.inner_shuffling": True, "alignment.layernorm_only": False,
+    "fairseq.common.seed": 1, "fairseq.dataset.batch_size": 1, "fairseq.dataset.num_workers": 0,
+    "fairseq.optimization.max_epoch": 0,
 }
 
 # keys of the original configs that nothing in tempclr reads: accepted, ignored
@@ -122,8 +143,7 @@ def validate_config(config: Any, source: str = "") -> None:
         config = OmegaConf.to_container(config, resolve=False)
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where}a config must be a mapping of keys, got {type(config).__name__}")
-    schema = dict(SCHEMA)
-    schema["alignment"] = _alignment_keys()
+    schema = SCHEMA
     for key, value in config.items():
         if key in IGNORED[""]:
             continue
@@ -145,3 +165,32 @@ def validate_config(config: Any, source: str = "") -> None:
                 if sub not in known:
                     raise _unknown(where, key, sub, set(known) | set(ignored))
                 _check_value(where, f"{key}.{sub}", sub_value, known[sub])
+
+
+def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
+    """Read dotted ``key`` (e.g. ``"dataset.use_fast"``) from ``cfg``; a missing key or a null value gives
+    ``default``.  Works on DictConfig, plain dicts and attribute objects (argparse.Namespace).  For a key listed
+    in :data:`DEFAULTS` use :func:`setting`, which supplies that default."""
+    node = cfg
+    for part in key.split("."):
+        if node is None:
+            return default
+        if isinstance(node, DictConfig):
+            node = node.get(part, None) if part in node else None
+        elif isinstance(node, dict):
+            node = node.get(part)
+        else:
+            node = getattr(node, part, None)
+    return default if node is None else node
+
+
+def setting(config: Any, key: str) -> Any:
+    """The value of full dotted ``key`` in a run ``config``, or its default from :data:`DEFAULTS` when absent or
+    null (a key without a default there is a KeyError: read it with :func:`cfg_get`)."""
+    return cfg_get(config, key, DEFAULTS[key])
+
+
+def dataset_setting(dataset_config: Any, key: str) -> Any:
+    """:func:`setting` for ``key`` of the ``dataset:`` section, read from that section itself (what the
+    processors and aligners receive)."""
+    return cfg_get(dataset_config, key, DEFAULTS[f"dataset.{key}"])

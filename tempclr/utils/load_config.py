@@ -1,7 +1,8 @@
 """Config loading: OmegaConf YAML with ``includes`` stacking, and one helper for optional keys.
 
 The original code relied on OmegaConf < 2.1, where reading a missing key gave ``None``; fairseq-fixed pins
-OmegaConf 2.3, which raises instead.  Every optional read in tempclr therefore goes through :func:`cfg_get`.
+OmegaConf 2.3, which raises instead.  Every optional read in tempclr therefore goes through :func:`cfg_get`
+(:mod:`tempclr.utils.config_schema`, re-exported here), or ``setting`` for keys with a default.
 """
 from __future__ import annotations
 
@@ -11,26 +12,13 @@ from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from .config_schema import cfg_get, validate_config
+from .distributed import get_rank
 from .fileio import write_text_atomic
 from .save_dir_lock import save_dir_locked
 
-__all__ = ["cfg_get", "recursive_config", "load_config", "next_run_dir", "save_config_atomic"]
+__all__ = ["cfg_get", "recursive_config", "read_config", "load_config", "next_run_dir", "save_config_atomic"]
 
-
-def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:
-    """Read dotted ``key`` (e.g. ``"dataset.use_fast"``) from ``cfg``; a missing key or a null value gives
-    ``default``.  Works on DictConfig, plain dicts and attribute objects (argparse.Namespace)."""
-    node = cfg
-    for part in key.split("."):
-        if node is None:
-            return default
-        if isinstance(node, DictConfig):
-            node = node.get(part, None) if part in node else None
-        elif isinstance(node, dict):
-            node = node.get(part)
-        else:
-            node = getattr(node, part, None)
-    return default if node is None else node
 
 
 def recursive_config(config_path: str) -> DictConfig:
@@ -72,35 +60,28 @@ def next_run_dir(save_dir: str, logdir: str) -> str:
     return os.path.join(save_dir, f"{name}_{k}")
 
 
-def _rank() -> int:
-    from . import get_rank  # tempclr.utils imports this module
-
-    return get_rank()
-
-
 def save_config_atomic(config: DictConfig, path: str) -> None:
     """Write ``config`` as YAML to ``path`` through a temp file in the same folder."""
     write_text_atomic(path, OmegaConf.to_yaml(config))
 
 
-def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: bool = False) -> DictConfig:
-    """Load a run config.
-
-    ``config_file`` or ``args.taskconfig`` names the YAML.  ``dataset.subsampling`` divides the fairseq batch
-    size.  For a training config (``dataset.split != "test"``) this requires ``fairseq.checkpoint.save_dir``;
-    it points ``fairseq.common.tensorboard_logdir`` at the next free ``<save_dir>/<logdir>_<k>`` and, unless
-    ``dryrun`` or on a rank other than 0, creates ``save_dir`` and saves the merged config to
-    ``<save_dir>/config.yaml`` while holding ``save_dir``'s lock (:mod:`tempclr.utils.save_dir_lock`): when another
-    run holds it, this raises ``SaveDirInUseError`` before writing.  With ``dryrun`` the
-    run directory that would be used is still filled in, but nothing is created or written.
-    """
+def _config_file(args: Any, config_file: Optional[str]) -> str:
     if config_file is None:
         config_file = cfg_get(args, "taskconfig")
     if config_file is None:
         raise ValueError("load_config needs a config file (positional 'taskconfig' argument)")
-    config = recursive_config(config_file)
-    from .config_schema import validate_config  # the alignment keys come from tempclr.tasks: import late
+    return str(config_file)
 
+
+def read_config(args: Any = None, config_file: Optional[str] = None) -> DictConfig:
+    """Read and check a run config, writing nothing: ``config_file`` or ``args.taskconfig`` names the YAML.
+
+    The merged config is validated (:func:`~tempclr.utils.config_schema.validate_config`), ``dataset.subsampling``
+    divides the fairseq batch size, and a training config (``dataset.split != "test"``) must name
+    ``fairseq.checkpoint.save_dir``; ``fairseq.common.tensorboard_logdir`` is pointed at the next free
+    ``<save_dir>/<logdir>_<k>``."""
+    config_file = _config_file(args, config_file)
+    config = recursive_config(config_file)
     validate_config(config, source=config_file)
 
     subsampling = cfg_get(config, "dataset.subsampling")
@@ -117,9 +98,24 @@ def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: boo
         logdir = cfg_get(config, "fairseq.common.tensorboard_logdir")
         if logdir is not None:
             config.fairseq.common.tensorboard_logdir = next_run_dir(save_dir, logdir)
-        if not dryrun and _rank() == 0:  # the other ranks of a run leave save_dir to rank 0
-            os.makedirs(save_dir, exist_ok=True)
-            # a run that holds save_dir's lock (another training) makes this fail before anything is written
-            with save_dir_locked(str(save_dir)):
-                save_config_atomic(config, os.path.join(save_dir, "config.yaml"))
+    return config
+
+
+def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: bool = False,
+                config: Optional[DictConfig] = None) -> DictConfig:
+    """Load a run config: :func:`read_config` (or ``config``, one it already returned), then, for a training
+    config, unless ``dryrun`` or on a rank other than 0, create ``save_dir`` and save the merged config to
+    ``<save_dir>/config.yaml`` while holding ``save_dir``'s lock (:mod:`tempclr.utils.save_dir_lock`): when another
+    run holds it, this raises ``SaveDirInUseError`` before writing.  With ``dryrun`` the run directory that would be
+    used is still filled in, but nothing is created or written.
+    """
+    if config is None:
+        config = read_config(args, config_file)
+    if cfg_get(config, "dataset.split") != "test" and not dryrun and get_rank() == 0:
+        # the other ranks of a run leave save_dir to rank 0
+        save_dir = str(cfg_get(config, "fairseq.checkpoint.save_dir"))
+        os.makedirs(save_dir, exist_ok=True)
+        # a run that holds save_dir's lock (another training) makes this fail before anything is written
+        with save_dir_locked(save_dir):
+            save_config_atomic(config, os.path.join(save_dir, "config.yaml"))
     return config

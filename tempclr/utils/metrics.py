@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from tempclr.modules.alignment import cumulative_cost, soft_dtw, soft_otam
+from tempclr.modules.similarity import cos_sim
 
 __all__ = [
     "cos_sim",
@@ -24,17 +25,6 @@ __all__ = [
     "DTW_pad",
     "OTAM_pad",
 ]
-
-
-def cos_sim(x: torch.Tensor, y: torch.Tensor, epsilon: float = 0.01) -> torch.Tensor:
-    """Cosine similarity of the last dims: x [..., N, d], y [..., M, d] -> [..., N, M].
-
-    Kept exactly as the original: ``x @ y^T / (|x| |y|^T + epsilon)``.  The epsilon is added to the product of
-    the norms (not used as a lower clamp), so every cosine is shrunk slightly towards 0 (by about
-    ``epsilon / (|x| |y|)``) and an all-zero row gives 0 instead of NaN."""
-    numerator = torch.matmul(x, y.transpose(-1, -2))
-    norms = torch.matmul(x.norm(dim=-1).unsqueeze(-1), y.norm(dim=-1).unsqueeze(-1).transpose(-1, -2))
-    return numerator / (norms + epsilon)
 
 
 def DTW_cum_dist(dists: torch.Tensor, lbda: float = 0.1) -> torch.Tensor:
