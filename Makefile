@@ -1,10 +1,11 @@
 # Quick start:  make demo   (set up .venv, build the demo data, train VideoCLIP on it, evaluate YouCook2 retrieval)
-#               make test   (set up .venv with test extras, run the test suite)
+#               make test   (set up .venv with test extras, run the default test tier: minutes)
+#               make test-all  (both tiers: the default one and the slow one, multi-process and full-size runs)
 PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup setup-test demo demo-data demo-youcook demo-tempclr demo-crosstask test clean-demo
+.PHONY: setup setup-test demo demo-data demo-youcook demo-tempclr demo-crosstask test test-slow test-all clean-demo
 
 setup:
 	bash scripts/setup_env.sh
@@ -39,7 +40,15 @@ demo-crosstask: setup demo-data
 	$(PY) scripts/crosstask_demo_report.py
 	$(PY) locallaunch.py configs/demo/crosstask.yaml,configs/demo/test_crosstask.yaml
 
+# the default tier: unit tests and one short end-to-end run per path (a default-tier test over 10 s fails)
 test: setup-test
+	$(PY) -m pytest tests -q -m "not slow"
+
+# the slow tier alone: several processes, kill/resume, large grids, the full-size model
+test-slow: setup-test
+	$(PY) -m pytest tests -q -m slow
+
+test-all: setup-test
 	$(PY) -m pytest tests -q
 
 clean-demo:

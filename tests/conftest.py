@@ -5,6 +5,26 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
 
+pytest_plugins = ["pytester"]
+
+# Default-tier time limit (seconds) for one test's call; TEMPCLR_TEST_TIME_LIMIT changes it, 0 turns the guard off.
+TIME_LIMIT = float(os.environ.get("TEMPCLR_TEST_TIME_LIMIT", "10"))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Fail a default-tier test (no ``slow`` mark) whose call took longer than :data:`TIME_LIMIT`: such a test
+    belongs in the slow tier, or needs a faster replacement that still fails when the behaviour breaks."""
+    outcome = yield
+    report = outcome.get_result()
+    if (call.when == "call" and TIME_LIMIT > 0 and report.passed and call.duration > TIME_LIMIT
+            and item.get_closest_marker("slow") is None):
+        report.outcome = "failed"
+        report.longrepr = (f"{item.nodeid} took {call.duration:.1f} s, over the default tier's limit of "
+                           f"{TIME_LIMIT:g} s: mark it @pytest.mark.slow or make it faster "
+                           "(TEMPCLR_TEST_TIME_LIMIT changes the limit, 0 turns it off)")
+
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "crack", "the", "eggs", "into", "a", "bowl", "now",
          "whisk", "add", "flour", "and", "milk", "pour", "batter", "pan", "flip", "pancake", "serve", "##s"]

@@ -310,6 +310,7 @@ def test_the_lock_names_its_holder_and_is_free_after_release(tmp_path):
     assert not holds_save_dir(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_fairseq_checkpoint_writes_and_copies_are_atomic(tmp_path):
     """fairseq.checkpoint_utils' own ``torch_persistent_save`` and ``PathManager.copy``, as save_checkpoint calls
     them, in a child killed half-way through: the target keeps its old content."""
@@ -356,6 +357,7 @@ def _run_ranks(tmp_path, save_dir, tag):
     return [json.loads((out / f"rank{rank}.json").read_text()) for rank in range(2)]
 
 
+@pytest.mark.slow
 def test_only_rank_0_changes_files_and_every_rank_hears_its_verdict(tmp_path):
     """Two real gloo ranks: rank 0 alone takes the lock and copies the newer checkpoint onto checkpoint_last.pt;
     both resume from the same file; when the save_dir is taken, both fail with rank 0's error (none hangs)."""

@@ -128,6 +128,7 @@ def test_features_equal_s3d_on_the_decoded_clips_across_batches(tmp_path, s3d):
         np.testing.assert_allclose(np.linalg.norm(features.astype(np.float32), axis=1), 1.0, atol=2e-3)
 
 
+@pytest.mark.slow
 def test_cli_at_224_with_corrupt_files_logged_and_skipped(tmp_path, s3d_checkpoint, capsys):
     vdir, fdir = tmp_path / "videos", tmp_path / "feats"
     (vdir / "sub").mkdir(parents=True)
@@ -177,6 +178,7 @@ def test_a_45_second_video_gives_45_rows(tmp_path, s3d):
     assert summary.video_seconds == 45.0
 
 
+@pytest.mark.slow
 def test_an_interrupted_run_finishes_only_the_missing_videos(tmp_path, s3d_checkpoint, s3d):
     vdir, fdir = tmp_path / "videos", tmp_path / "feats"
     vdir.mkdir()

@@ -80,6 +80,15 @@ def test_false_binary_flags_are_not_emitted(tmp_path, monkeypatch):
     assert "--fp16" not in cmd and "--reset-optimizer" not in cmd and "--reset-meters" in cmd
 
 
+def test_any_true_false_value_is_a_flag(tmp_path, monkeypatch):
+    """fairseq's boolean options are store-true flags: ``--disable-validation True`` would be an argparse error."""
+    config = tmp_path / "c.yaml"
+    config.write_text(f"fairseq:\n  dataset:\n    disable_validation: true\n    skip_invalid_size_inputs_valid_test: "
+                      f"false\n  checkpoint:\n    save_dir: {tmp_path / 's'}\n")
+    cmd = command(str(config), "local_single", True, monkeypatch)
+    assert " --disable-validation " in cmd + " " and "True" not in cmd and "skip-invalid" not in cmd
+
+
 def test_unknown_jobtype_is_an_error(in_repo):
     with pytest.raises(ValueError, match="local_single"):
         LocalJob("configs/how2.yaml", "sweep_big", dryrun=True)

@@ -62,6 +62,7 @@ def test_a_folder_without_config_json_is_named(world, tmp_path):
         task.build_model(checkpoint=str(world["root"] / "ckpt" / "checkpoint_best.pt"))
 
 
+@pytest.mark.slow
 def test_frames_give_what_the_extractor_features_give(world, loaded, tmp_path):
     """Two 1-second videos at 224: MMPTModel on their frames equals the model on the extractor's .npy files."""
     model, tokenizer, aligner = loaded
@@ -89,6 +90,7 @@ def test_frames_give_what_the_extractor_features_give(world, loaded, tmp_path):
     assert not torch.allclose(unnormalised.norm(dim=1), torch.ones(2), atol=0.05)  # so the L2 step matters
 
 
+@pytest.mark.slow
 def test_batches_scores_and_single_sides(loaded):
     model, tokenizer, aligner = loaded
     gen = torch.Generator().manual_seed(0)

@@ -2,19 +2,29 @@
 by maximum, and the note on which split selected it."""
 import os
 
+import pytest
 import torch
 
 from conftest import ROOT
 from tempclr_cli import predict
 
 
-def write_config(tmp_path, data, checkpoint):
+def write_config(tmp_path, data, checkpoint, test_videos=None):
+    """A test config on the small demo's CrossTask release; ``test_videos`` keeps only the first that many rows
+    of the test csv."""
     path = tmp_path / "test_sweep.yaml"
     release = f"{data}/crosstask/crosstask_release"
+    test_csv = f"{release}/videos_val.csv"
+    if test_videos is not None:
+        with open(test_csv) as f:
+            rows = f.readlines()[:test_videos]
+        test_csv = str(tmp_path / "videos_test.csv")
+        with open(test_csv, "w") as f:
+            f.writelines(rows)
     path.write_text(f"""includes: {ROOT}/configs/demo/test_crosstask.yaml
 dataset:
   bert_name: {data}/bert
-  test_path: {release}/videos_val.csv
+  test_path: {test_csv}
   train_csv_path: {release}/videos.csv
   val_path: {release}/videos_val.csv
   val_csv_path: {release}/videos_val.csv
@@ -33,6 +43,7 @@ eval:
     return str(path)
 
 
+@pytest.mark.slow
 def test_sweep_picks_the_maximum_and_names_the_split(tmp_path, small_demo, capsys):
     from tempclr.tasks.task import Task
     from tempclr.utils.load_config import load_config
@@ -73,6 +84,7 @@ def test_best_checkpoint_path_skips_the_sweep(tmp_path, small_demo):
 
 
 def test_predict_needs_only_the_bert_config_and_vocabulary(tmp_path, small_demo, capsys):
+    """The default tier's predict run (one test video): tempclr-predict end to end."""
     import shutil
 
     from tempclr.tasks.task import Task
@@ -80,16 +92,17 @@ def test_predict_needs_only_the_bert_config_and_vocabulary(tmp_path, small_demo,
 
     folder = tmp_path / "ckpt"
     folder.mkdir()
-    trained = Task.config_task(load_config(config_file=write_config(tmp_path, small_demo, folder / "checkpoint_best.pt")))
+    config_path = write_config(tmp_path, small_demo, folder / "checkpoint_best.pt", test_videos=1)
+    trained = Task.config_task(load_config(config_file=config_path))
     torch.save({"model": trained.build_model().state_dict()}, folder / "checkpoint_best.pt")
     weightless = tmp_path / "bert_no_weights"
     weightless.mkdir()
     for name in os.listdir(f"{small_demo}/bert"):
         if not name.endswith((".safetensors", ".bin")):
             shutil.copy(f"{small_demo}/bert/{name}", weightless / name)
-    config_path = tmp_path / "test_weightless.yaml"
-    config_path.write_text(open(write_config(tmp_path, small_demo, folder / "checkpoint_best.pt")).read()
-                           .replace(f"bert_name: {small_demo}/bert", f"bert_name: {weightless}"))
+    weightless_config = tmp_path / "test_weightless.yaml"
+    weightless_config.write_text(open(config_path).read().replace(f"bert_name: {small_demo}/bert",
+                                                                  f"bert_name: {weightless}"))
     assert "config.json" in os.listdir(weightless) and "model.safetensors" not in os.listdir(weightless)
-    assert predict.main([str(config_path)]) == 0
+    assert predict.main([str(weightless_config)]) == 0
     assert f"evaluating {folder / 'checkpoint_best.pt'}" in capsys.readouterr().out

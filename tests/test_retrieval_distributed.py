@@ -107,6 +107,7 @@ def assert_two_ranks_equal_one_process(tmp_path, data_dir, num_videos: int) -> N
     assert ranks[1]["error"] == ("RuntimeError", f"rank 0 failed building the retrieval groups: ValueError: {message}")
 
 
+@pytest.mark.slow
 def test_two_ranks_build_the_single_process_groups(tmp_path, small_demo):
     """16 videos: each rank embeds 8 of them."""
     assert_two_ranks_equal_one_process(tmp_path, small_demo, 16)
@@ -118,6 +119,7 @@ def odd_demo(tmp_path_factory):
     return make_small_demo(tmp_path_factory, "odd_demo", 17, 1)
 
 
+@pytest.mark.slow
 def test_uneven_shares_drop_the_sampler_padding(tmp_path, odd_demo):
     assert_two_ranks_equal_one_process(tmp_path, odd_demo, 17)
 

@@ -12,7 +12,6 @@ import tempclr  # noqa: F401  (allows argparse.Namespace in weights_only loads, 
 
 from conftest import ROOT, small_demo_config
 
-pytestmark = pytest.mark.slow
 
 
 def launch(config):
@@ -37,6 +36,23 @@ def train_losses(log):
             re.findall(r"\| train_inner \|.*?\b(loss=[-\d.e]+).*?num_updates=(\d+)", log)}
 
 
+def test_two_updates_through_the_launcher(tmp_path, small_demo):
+    """The default tier's training run: locallaunch -> fairseq-train, two updates, a checkpoint that holds the
+    model; resume and the losses are checked by the slow tier below."""
+    save_dir = tmp_path / "save"
+    config = tmp_path / "two_updates.yaml"
+    config.write_text(f"includes: {small_demo_config(tmp_path, small_demo, save_dir)}\nfairseq:\n"
+                      "  optimization:\n    max_update: 2\n  dataset:\n    disable_validation: true\n")
+    run = launch(str(config))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    log = run.stdout + run.stderr
+    assert "launching fairseq-train" in log and updates_logged(log)[-1] == 2
+    state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=True)
+    assert state["optimizer_history"][-1]["num_updates"] == 2
+    assert any(k.startswith("mmmodel.video_encoder.") for k in state["model"])
+
+
+@pytest.mark.slow
 def test_train_then_resume(tmp_path, small_demo):
     save_dir = tmp_path / "save"
     base = small_demo_config(tmp_path, small_demo, save_dir)
@@ -68,6 +84,7 @@ def test_train_then_resume(tmp_path, small_demo):
     assert resumed == {u: uninterrupted[u] for u in resumed}
 
 
+@pytest.mark.slow
 def test_tempclr_alignment_training(tmp_path, small_demo):
     """AlignRetriTask (configs/demo/how2_dtw.yaml) trains through the launcher with a non-zero alignment loss."""
     save_dir = tmp_path / "tempclr"
