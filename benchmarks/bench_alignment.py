@@ -158,10 +158,11 @@ def workspace_mib(shape, metric: str) -> float:
     otam = metric == "otam2"
     W = M + (2 if otam else 0)
     cells = B * L * W * (2 if otam else 1)
-    if cpu.use_wavefront(B, L, W):
-        threads = cpu._parts(numba.get_num_threads(), cells)
-        if cpu.use_columns(otam, B, threads):  # the OTAM column schedule, per thread
-            return cpu.col_workspace_values(L, M, 1) * threads * 4 / 2**20
+    threads = cpu.call_threads(cells)
+    schedule = cpu.choose_schedule(otam, B, L, W, threads)
+    if schedule == "columns":  # the OTAM column schedule, per thread
+        return cpu.col_workspace_values(L, M, 1) * threads * 4 / 2**20
+    if schedule == "wavefront":
         values = cpu.wave_workspace_values(L, M, 1 if otam else 0, otam, threads)
         if B >= threads:  # whole problems per thread, each thread its own workspace
             values *= threads
@@ -223,6 +224,13 @@ IMPLS: dict[str, dict[str, Callable[[torch.Tensor], torch.Tensor]]] = {
         "original": lambda D: original_otam(D) + original_otam(D.transpose(-1, -2)),
         "floor": _NoWork.apply,
     },
+}
+
+
+# the CPU lane schedule, forced: the check for grids too large for the cell loops
+LANES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "dtw": lambda D: soft_dtw(D, GAMMA, schedule="lanes"),
+    "otam2": lambda D: soft_otam(D, GAMMA, bidirectional=True, schedule="lanes"),
 }
 
 
@@ -326,19 +334,13 @@ def run_table(
 def _check_against_reference(values: dict, base: torch.Tensor, metric: str, shape, skip_loop_cells: int) -> None:
     """Every measured implementation agrees with the reference; when the reference was not run, the first
     problem of the batch is checked against it, and on grids too large for the cell loop against the CPU lane
-    schedule (forced with cpu.WAVEFRONT = False; the tests check both schedules against the reference)."""
+    schedule (forced with schedule="lanes"; the tests check every schedule against the reference)."""
     if "ref" in values:
         expected, picked = values["ref"], slice(None)
     else:
         flat = base.reshape(-1, *base.shape[-2:])[:1].cpu()
         if shape[-2] * shape[-1] > skip_loop_cells:
-            from tempclr.modules.alignment import cpu
-
-            cpu.WAVEFRONT = False
-            try:
-                expected = IMPLS[metric]["kernel"](flat.clone()).detach()
-            finally:
-                cpu.WAVEFRONT = None
+            expected = LANES[metric](flat.clone()).detach()
         else:
             expected = IMPLS[metric]["ref"](flat.clone().requires_grad_(True)).detach()
         picked = slice(0, 1)
