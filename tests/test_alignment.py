@@ -24,6 +24,7 @@ from tempclr.modules.alignment import cpu as cpu_backend
 from tempclr.modules.alignment import functions as alignment_functions
 from tempclr.modules.alignment.grid import DTW, OTAM, OTAM_T
 from tempclr.modules.alignment.reference import align_ref
+from tempclr.testing.original import zero_side_columns
 
 GAMMAS = [1e-3, 0.1, 1.0, 10.0]
 MODES = ["dtw", "otam", "otam_both"]
@@ -50,12 +51,6 @@ def assert_close(actual, expected, rtol, atol, what):
 # ------------------------------------------------------------------------------------------------------------------
 # Brute force: every monotone path, written from the move rules of DTW and OTAM, validates the reference itself
 # ------------------------------------------------------------------------------------------------------------------
-def otam_grid(D):
-    """D [L, M] -> the OTAM grid [L, M + 2] with a zero column on each side."""
-    zero = torch.zeros(D.shape[0], 1, dtype=D.dtype)
-    return torch.cat([zero, D, zero], dim=1)
-
-
 def all_paths(L, W, otam):
     """Every path from (0, 0) to (L-1, W-1) with steps right, down-right and down; OTAM allows "down" only into
     columns 0, 1 and W-1."""
@@ -103,10 +98,10 @@ def test_reference_matches_brute_force(shape, gamma):
     dtw_bf = brute_force(D, gamma, otam=False)
     assert_close(dtw_ref, dtw_bf, 1e-12, 1e-12, f"soft-DTW reference vs brute force {shape} gamma={gamma}")
     otam_ref = align_ref(D[None], gamma, OTAM)[0]
-    otam_bf = brute_force(otam_grid(D), gamma, otam=True)
+    otam_bf = brute_force(zero_side_columns(D), gamma, otam=True)
     assert_close(otam_ref, otam_bf, 1e-12, 1e-12, f"soft-OTAM reference vs brute force {shape} gamma={gamma}")
     otam_t_ref = align_ref(D[None], gamma, OTAM_T)[0]
-    otam_t_bf = brute_force(otam_grid(D.T), gamma, otam=True)
+    otam_t_bf = brute_force(zero_side_columns(D.T), gamma, otam=True)
     assert_close(otam_t_ref, otam_t_bf, 1e-12, 1e-12, f"soft-OTAM(D^T) reference vs brute force {shape}")
 
 
@@ -115,7 +110,8 @@ def test_hard_scores_match_brute_force_min(shape):
     gen = torch.Generator().manual_seed(2)
     D = torch.rand(shape, generator=gen, dtype=torch.float64)
     assert_close(hard_dtw(D), brute_force(D, 1.0, otam=False, hard=True), 0, 1e-12, "hard DTW vs min over paths")
-    assert_close(hard_otam(D), brute_force(otam_grid(D), 1.0, otam=True, hard=True), 0, 1e-12, "hard OTAM vs min")
+    hard_otam_bf = brute_force(zero_side_columns(D), 1.0, otam=True, hard=True)
+    assert_close(hard_otam(D), hard_otam_bf, 0, 1e-12, "hard OTAM vs min")
     assert_close(hard_dtw(D, backend="ref"), hard_dtw(D), 0, 1e-12, "hard DTW ref vs cpu")
 
 
