@@ -220,8 +220,8 @@ def original_pad(d: torch.Tensor, T0: int, T1: int, otam: bool) -> torch.Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 def original_recall(S: np.ndarray) -> list[float]:
     """R@1, R@5, R@10 of a similarity matrix S [queries, candidates] whose true candidate of query i is i, as the
-    original computed them: ``np.argsort`` of each row, and query i counts at k when i is among the last k.  Kept:
-    argsort's order among tied scores decides (ties are not broken in the query's favour or against it)."""
+    original computed them: ``np.argsort`` of each row, and query i counts at k when i is among the last k.  Defect
+    kept: a tie is broken by position (argsort's order), where the corrected metric counts it against the query."""
     order = np.argsort(S, 1)
     truth = np.arange(len(S))
     return [float(np.mean(order[:, -1] == truth))] + [
