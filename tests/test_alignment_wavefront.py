@@ -99,7 +99,13 @@ def test_schedule_names_are_checked():
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("with_lengths", [False, True])
-@pytest.mark.parametrize("shape", [(1, 40, 40), (3, 70, 30), (1, 200, 24), (2, 20, 90), (1, 130, 70), (1, 66, 140)])
+@pytest.mark.parametrize("shape", [
+    (1, 40, 40), (3, 70, 30), (2, 20, 90),
+    (1, 66, 66),  # the smallest grid of two stripes whose steps cross a block boundary (T = 66 + 64 - 1 > 128)
+    # the reference's cell loop takes 2-6 s a case on these (about 30 s in all): slow tier
+    pytest.param((1, 200, 24), marks=pytest.mark.slow), pytest.param((1, 130, 70), marks=pytest.mark.slow),
+    pytest.param((1, 66, 140), marks=pytest.mark.slow),
+])
 def test_wavefront_shapes_match_reference(mode, shape, with_lengths):
     B, L, M = shape
     chosen = cpu_backend.choose_schedule(mode != "dtw", B, L, M + (2 if mode != "dtw" else 0), 1)
