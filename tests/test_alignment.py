@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import numba_threads
 
 from tempclr.modules.alignment import (
     cumulative_cost,
@@ -159,14 +160,17 @@ def test_float32_kernel_matches_float64_reference():
         assert_close(out32.double(), out64, 1e-5, 1e-5, f"{mode} float32 kernel vs float64 reference")
 
 
-def test_parallel_kernels_match_serial(monkeypatch):
+def test_parallel_kernels_match_serial():
+    """The lane kernels on all of numba's threads (a call of at least PARALLEL_MIN_CELLS cells) equal to the bit
+    to the same calls on one thread: scores, gradients and hard scores."""
     gen = torch.Generator().manual_seed(5)
-    D = torch.rand(150, 6, 7, generator=gen)
-    lengths = random_lengths(gen, (150,), 6, 7)
-    serial = [score(D, 0.3, mode, lengths) for mode in MODES]
-    serial_grad = [expected_alignment(D, 0.3, mode, lengths) for mode in MODES]
-    serial_hard = hard_otam(D, lengths)
-    monkeypatch.setattr(cpu_backend, "PARALLEL_MIN_CELLS", 0)
+    D = torch.rand(1600, 6, 7, generator=gen)
+    assert D.numel() >= cpu_backend.PARALLEL_MIN_CELLS, "the calls must be large enough to run in parallel"
+    lengths = random_lengths(gen, (1600,), 6, 7)
+    with numba_threads(1):
+        serial = [score(D, 0.3, mode, lengths) for mode in MODES]
+        serial_grad = [expected_alignment(D, 0.3, mode, lengths) for mode in MODES]
+        serial_hard = hard_otam(D, lengths)
     for mode, value, grad in zip(MODES, serial, serial_grad):
         assert torch.equal(score(D, 0.3, mode, lengths), value), f"{mode}: parallel values differ from serial"
         assert torch.equal(expected_alignment(D, 0.3, mode, lengths), grad), f"{mode}: parallel gradients differ"

@@ -11,12 +11,10 @@ A schedule is forced with the ``schedule=`` keyword of the public functions (``c
 never by changing module state."""
 from __future__ import annotations
 
-import contextlib
-
-import numba
 import numpy as np
 import pytest
 import torch
+from conftest import numba_threads
 
 from tempclr.modules.alignment import cpu as cpu_backend
 from tempclr.modules.alignment import soft_dtw, soft_otam
@@ -40,17 +38,6 @@ def value_and_grad(D, mode, lengths, backend, weights, gamma=0.1, schedule=None)
     out = score(leaf, mode, lengths, backend, gamma, schedule)
     (out * weights).sum().backward()
     return out.detach(), leaf.grad
-
-
-@contextlib.contextmanager
-def numba_threads(n):
-    """numba's thread count set to ``n`` (at most the number it started with) inside the block."""
-    before = numba.get_num_threads()
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    try:
-        yield
-    finally:
-        numba.set_num_threads(before)
 
 
 def random_lengths(gen, B, L, M):
