@@ -143,7 +143,8 @@ class _AlignFunction(torch.autograd.Function):
     B = prod(...).  When D needs a gradient the kernels also return the expected alignment A = dScore/dD (computed
     right after the forward sweep, while R is in cache), so backward is just ``grad * A``.  The leading dims are
     flattened inside the Function, so no view nodes are added to the graph.  A forced ``schedule`` (not None) runs
-    the gradient kernels of that schedule even when no gradient is needed (the plain scores run the default one)."""
+    the gradient kernels of that schedule even when no gradient is needed; without one, such a call runs the
+    backend's plain score kernels."""
 
     @staticmethod
     def forward(ctx, D, lengths, gamma, passes, kernels, schedule):
