@@ -9,8 +9,9 @@ times ``score(D).sum().backward()`` (float32, gamma = 0.1, the same precomputed 
   ``pysdtw.SoftDTW(use_cuda=False)`` calls, given the (L, M) lengths directly: the module derives them from two
   sequence tensors).  Not dependencies of the project: ``pip install -e .[bench]`` (or see pyproject.toml); a run
   without them says "not installed" and leaves their columns out;
-* ``original``: TempCLR's own ``DTW_cum_dist`` / ``OTAM_cum_dist`` loops (in-place writes into R, so autograd's
-  backward copies the whole R once per cell: quadratic in the number of cells);
+* ``original``: TempCLR's own ``DTW_cum_dist`` / ``OTAM_cum_dist`` loops (``tempclr.testing.original``, which the
+  tests check ``utils/metrics.py`` against; in-place writes into R, so autograd's backward copies the whole R once
+  per cell: quadratic in the number of cells);
 * ``ref`` (only with ``--impls``): the cell-loop reference the tests use (``reference.py``);
 * ``floor``: an ``autograd.Function`` that does no work (forward ``D.sum((-1, -2))``, backward the expanded
   gradient): the fixed cost of any autograd.Function-based score plus ``.sum().backward()`` on this machine.
@@ -51,50 +52,14 @@ from typing import Callable
 
 import numba
 import torch
-import torch.nn.functional as F
 import torch.utils.benchmark as benchmark
 
 from tempclr.modules.alignment import soft_dtw, soft_otam
+from tempclr.testing.original import original_dtw, original_otam
 
 SHAPES = [(1, 512, 5, 5), (1, 32, 8, 80), (1, 512, 32, 32), (1, 64, 64, 64), (1, 8, 256, 256), (1, 1, 1024, 1024),
           (1, 1, 4096, 512)]
 GAMMA = 0.1
-
-
-# ------------------------------------------------------------------------------------------------------------------
-# TempCLR's original loops (utils/metrics.py), for timing only: the tests check metrics.py against the same
-# recurrences.  R is written in place, as in the original.
-# ------------------------------------------------------------------------------------------------------------------
-def _lse_min(values: list[torch.Tensor], lbda: float) -> torch.Tensor:
-    return -lbda * torch.logsumexp(torch.cat([(-v / lbda).unsqueeze(-1) for v in values], dim=-1), dim=-1)
-
-
-def original_dtw(d: torch.Tensor, lbda: float = GAMMA) -> torch.Tensor:
-    cum = torch.zeros(d.shape, device=d.device)
-    cum[:, :, 0, 0] = d[:, :, 0, 0]
-    for m in range(1, d.shape[3]):
-        cum[:, :, 0, m] = d[:, :, 0, m] + cum[:, :, 0, m - 1]
-    for l in range(1, d.shape[2]):
-        cum[:, :, l, 0] = d[:, :, l, 0] + cum[:, :, l - 1, 0]
-    for l in range(1, d.shape[2]):
-        for m in range(1, d.shape[3]):
-            preds = [cum[:, :, l - 1, m - 1], cum[:, :, l, m - 1], cum[:, :, l - 1, m]]
-            cum[:, :, l, m] = d[:, :, l, m] + _lse_min(preds, lbda)
-    return cum[:, :, -1, -1]
-
-
-def original_otam(d: torch.Tensor, lbda: float = GAMMA) -> torch.Tensor:
-    d = F.pad(d, (1, 1), "constant", 0)
-    cum = torch.zeros(d.shape, device=d.device)
-    for m in range(1, d.shape[3]):
-        cum[:, :, 0, m] = d[:, :, 0, m] + cum[:, :, 0, m - 1]
-    for l in range(1, d.shape[2]):
-        cum[:, :, l, 1] = d[:, :, l, 1] + _lse_min([cum[:, :, l - 1, 0], cum[:, :, l - 1, 1], cum[:, :, l, 0]], lbda)
-        for m in range(2, d.shape[3] - 1):
-            cum[:, :, l, m] = d[:, :, l, m] + _lse_min([cum[:, :, l - 1, m - 1], cum[:, :, l, m - 1]], lbda)
-        last = [cum[:, :, l - 1, -2], cum[:, :, l - 1, -1], cum[:, :, l, -2]]
-        cum[:, :, l, -1] = d[:, :, l, -1] + _lse_min(last, lbda)
-    return cum[:, :, -1, -1]
 
 
 class _NoWork(torch.autograd.Function):
@@ -158,10 +123,11 @@ def workspace_mib(shape, metric: str) -> float:
     otam = metric == "otam2"
     W = M + (2 if otam else 0)
     cells = B * L * W * (2 if otam else 1)
-    if cpu.use_wavefront(B, L, W):
-        threads = cpu._parts(numba.get_num_threads(), cells)
-        if cpu.use_columns(otam, B, threads):  # the OTAM column schedule, per thread
-            return cpu.col_workspace_values(L, M, 1) * threads * 4 / 2**20
+    threads = cpu.call_threads(cells)
+    schedule = cpu.choose_schedule(otam, B, L, W, threads)
+    if schedule == "columns":  # the OTAM column schedule, per thread
+        return cpu.col_workspace_values(L, M, 1) * threads * 4 / 2**20
+    if schedule == "wavefront":
         values = cpu.wave_workspace_values(L, M, 1 if otam else 0, otam, threads)
         if B >= threads:  # whole problems per thread, each thread its own workspace
             values *= threads
@@ -223,6 +189,13 @@ IMPLS: dict[str, dict[str, Callable[[torch.Tensor], torch.Tensor]]] = {
         "original": lambda D: original_otam(D) + original_otam(D.transpose(-1, -2)),
         "floor": _NoWork.apply,
     },
+}
+
+
+# the CPU lane schedule, forced: the check for grids too large for the cell loops
+LANES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "dtw": lambda D: soft_dtw(D, GAMMA, schedule="lanes"),
+    "otam2": lambda D: soft_otam(D, GAMMA, bidirectional=True, schedule="lanes"),
 }
 
 
@@ -326,19 +299,13 @@ def run_table(
 def _check_against_reference(values: dict, base: torch.Tensor, metric: str, shape, skip_loop_cells: int) -> None:
     """Every measured implementation agrees with the reference; when the reference was not run, the first
     problem of the batch is checked against it, and on grids too large for the cell loop against the CPU lane
-    schedule (forced with cpu.WAVEFRONT = False; the tests check both schedules against the reference)."""
+    schedule (forced with schedule="lanes"; the tests check every schedule against the reference)."""
     if "ref" in values:
         expected, picked = values["ref"], slice(None)
     else:
         flat = base.reshape(-1, *base.shape[-2:])[:1].cpu()
         if shape[-2] * shape[-1] > skip_loop_cells:
-            from tempclr.modules.alignment import cpu
-
-            cpu.WAVEFRONT = False
-            try:
-                expected = IMPLS[metric]["kernel"](flat.clone()).detach()
-            finally:
-                cpu.WAVEFRONT = None
+            expected = LANES[metric](flat.clone()).detach()
         else:
             expected = IMPLS[metric]["ref"](flat.clone().requires_grad_(True)).detach()
         picked = slice(0, 1)

@@ -10,10 +10,10 @@ Timed (best of ``--rounds``, each a full ``compute_metrics``, all three blocks):
 * corrected: the default metric (numba pair kernel, :mod:`tempclr.evaluators.fullvideo`); the ``buckets`` and
   ``padded`` engines (the alignment module's ``hard_dtw`` / ``hard_otam`` on batches) are timed too;
 * compat: ``eval.metric_compat: original`` (:mod:`tempclr.evaluators.fullvideo_compat`);
-* original loop: the original's own structure, written out here: one Python iteration per video pair building
-  each padded grid with torch, the grids stacked, then the cell-by-cell torch recursions over the stack (once,
-  unless ``--skip-original``).  Its metrics must equal compat's exactly (checked, as are compat's similarity
-  matrices against it).
+* original loop: the original's own structure (``tempclr.testing.original``, the tests' oracle too): one Python
+  iteration per video pair building each padded grid with torch, the grids stacked, then the cell-by-cell torch
+  recursions over the stack (once, unless ``--skip-original``).  Its metrics must equal compat's exactly
+  (checked, as are compat's similarity matrices against it).
 
     .venv/bin/python benchmarks/bench_retrieval.py [--rounds 3] [--skip-original] [--json out.json]
 """
@@ -27,10 +27,10 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from tempclr.evaluators.metric import FullVideoBGRetrievalMetric, FullVideoRetrievalMetric
 from tempclr.evaluators.fullvideo import ENGINES
+from tempclr.testing.original import original_loop_bg, original_loop_clip
 
 N_VIDEOS = 436
 
@@ -49,132 +49,6 @@ def youcook_val_like(seed: int = 0) -> dict:
         "bg": dict(outputs=rng.standard_normal((n_clips, int(windows.sum()))).astype(np.float32), texts=None,
                    video_ids=ids, text_lengths=clips.tolist(), video_lengths=windows.tolist()),
     }
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# the original's structure: a Python loop over pairs building padded torch grids, then torch cell loops
-# ----------------------------------------------------------------------------------------------------------------
-def _pad(grid: torch.Tensor, T0: int, T1: int, otam: bool) -> torch.Tensor:
-    d0, d1 = T0 - grid.shape[-2], T1 - grid.shape[-1]
-    if otam:
-        grid = F.pad(grid, (1, 1), "constant", 0)
-    grid = F.pad(grid, (0, d1, 0, d0), "constant", float("inf"))
-    grid[:, :, -d0 - 1:, -d1:] = 0
-    return grid
-
-
-def _dtw_cells(D: torch.Tensor) -> torch.Tensor:
-    R = torch.zeros(D.shape)
-    R[:, :, 0, 0] = D[:, :, 0, 0]
-    for m in range(1, D.shape[3]):
-        R[:, :, 0, m] = D[:, :, 0, m] + R[:, :, 0, m - 1]
-    for l in range(1, D.shape[2]):
-        R[:, :, l, 0] = D[:, :, l, 0] + R[:, :, l - 1, 0]
-    for l in range(1, D.shape[2]):
-        for m in range(1, D.shape[3]):
-            R[:, :, l, m] = D[:, :, l, m] + torch.minimum(torch.minimum(R[:, :, l - 1, m - 1], R[:, :, l, m - 1]),
-                                                          R[:, :, l - 1, m])
-    return R[:, :, -1, -1]
-
-
-def _otam_cells(D: torch.Tensor) -> torch.Tensor:
-    R = torch.zeros(D.shape)
-    for m in range(1, D.shape[3]):
-        R[:, :, 0, m] = D[:, :, 0, m] + R[:, :, 0, m - 1]
-    for l in range(1, D.shape[2]):
-        R[:, :, l, 1] = D[:, :, l, 1] - torch.minimum(torch.minimum(R[:, :, l - 1, 0], R[:, :, l - 1, 1]),
-                                                      R[:, :, l, 0])
-        for m in range(2, D.shape[3] - 1):
-            R[:, :, l, m] = D[:, :, l, m] + torch.minimum(R[:, :, l - 1, m - 1], R[:, :, l, m - 1])
-        R[:, :, l, -1] = D[:, :, l, -1] + torch.minimum(torch.minimum(R[:, :, l - 1, -2], R[:, :, l - 1, -1]),
-                                                        R[:, :, l, -2])
-    return R[:, :, -1, -1]
-
-
-def _argsort_recall(scores: np.ndarray) -> list[float]:
-    order = np.argsort(scores, 1)
-    gts = np.arange(len(scores))
-    return [float(np.mean(order[:, -1] == gts))] + [float(np.mean([g in p for g, p in zip(gts, order[:, -k:])]))
-                                                     for k in (5, 10)]
-
-
-def _blocks(position_ids: list, videos: list) -> list[list[int]]:
-    return [[i for i, x in enumerate(position_ids) if video in x] for video in videos]
-
-
-def _metrics(caption_average, dtw, otam) -> dict:
-    out = {}
-    for prefix, scores in (("", caption_average), ("DTW-", dtw), ("OTAM-", otam)):
-        out.update({f"{prefix}R{k}": v for k, v in zip((1, 5, 10), _argsort_recall(scores))})
-    return out
-
-
-def original_loop_clip(outputs: np.ndarray, video_ids: list, **_) -> tuple[dict, dict]:
-    """The clip-level full-video metric as the original ran it (videos in first-appearance order)."""
-    videos = list(dict.fromkeys(video_ids))
-    inds = _blocks(video_ids, videos)
-    best = np.stack([np.max(outputs[:, v], axis=1) for v in inds], 1)
-    caption_average = np.stack([np.mean(best[v, :], axis=0) for v in inds], 0)
-    T = max(len(v) for v in inds)
-    results = {}
-    for otam in (False, True):
-        distances = torch.tensor(1 - outputs)
-        rows, rows_t = [], []
-        for vi in inds:
-            grids, grids_t = [], []
-            for vj in inds:
-                grid = distances[vi[0]: vi[-1] + 1, vj[0]: vj[-1] + 1].view(1, 1, len(vi), len(vj)).detach()
-                grid *= (T * T) / (len(vi) * len(vj))  # in place on `distances`, as the original
-                grids.append(_pad(grid, T, T, otam))
-                if otam:
-                    grids_t.append(_pad(torch.transpose(grid, -2, -1), T, T, otam))
-            rows.append(torch.cat(grids, dim=1))
-            if otam:
-                rows_t.append(torch.cat(grids_t, dim=1))
-        if otam:
-            cost = _otam_cells(torch.cat(rows, dim=0)) + _otam_cells(torch.cat(rows_t, dim=0))
-        else:
-            cost = _dtw_cells(torch.cat(rows, dim=0))
-        results["otam" if otam else "dtw"] = -cost.numpy()
-    sims = {"caption_average": caption_average, **results}
-    return _metrics(caption_average, sims["dtw"], sims["otam"]), sims
-
-
-def original_loop_bg(outputs: np.ndarray, video_ids: list, text_lengths: list, video_lengths: list,
-                     **_) -> tuple[dict, dict]:
-    """The background-kept metric as the original ran it."""
-    caption_ids = [vid for vid, n in zip(video_ids, text_lengths) for _ in range(n)]
-    window_ids = [vid for vid, n in zip(video_ids, video_lengths) for _ in range(n)]
-    videos = sorted(set(video_ids))
-    text_inds, video_inds = _blocks(caption_ids, videos), _blocks(window_ids, videos)
-    best = np.stack([np.max(outputs[:, v], axis=1) for v in video_inds], 1)
-    caption_average = np.stack([np.mean(best[v, :], axis=0) for v in text_inds], 0)
-    T0, T1 = max(len(v) for v in text_inds), max(len(v) for v in video_inds)
-    distances = torch.tensor(1 - outputs)
-    results = {}
-    for otam in (False, True):
-        rows, rows_t = [], []
-        for ti in text_inds:
-            grids, grids_t = [], []
-            for vj in video_inds:
-                grid = distances[ti[0]: ti[-1] + 1, vj[0]: vj[-1] + 1].view(1, 1, len(ti), len(vj)).detach()
-                nearest, _ = torch.min(grid.view(len(ti), len(vj)), dim=0)
-                keep = torch.unique(torch.sort(torch.argsort(nearest)[: int(1.3 * grid.shape[-2])])[0])
-                grid = torch.index_select(grid, dim=-1, index=keep)
-                grid *= (T0 * T1) / (grid.shape[-2] * grid.shape[-1])
-                grids.append(_pad(grid, T0, T1, otam))
-                if otam:
-                    grids_t.append(_pad(torch.transpose(grid, -2, -1), T0, T1, otam))
-            rows.append(torch.cat(grids, dim=1))
-            if otam:
-                rows_t.append(torch.cat(grids_t, dim=1))
-        if otam:
-            cost = _otam_cells(torch.cat(rows, dim=0)) + _otam_cells(torch.cat(rows_t, dim=0))
-        else:
-            cost = _dtw_cells(torch.cat(rows, dim=0))
-        results["otam" if otam else "dtw"] = -cost.numpy()
-    sims = {"caption_average": caption_average, **results}
-    return _metrics(caption_average, sims["dtw"], sims["otam"]), sims
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -206,8 +80,12 @@ def bench(kind: str, data: dict, rounds: int, skip_original: bool) -> dict:
     corrected.engine = "kernel"
     row["compat_s"], row["compat"] = best_time(lambda: compat.compute_metrics(**data), rounds)
     if not skip_original:
-        loop = original_loop_clip if kind == "clip" else original_loop_bg
-        row["original_loop_s"], (row["original_loop"], sims) = best_time(lambda: loop(**data), 1)
+        if kind == "clip":
+            loop = lambda: original_loop_clip(data["outputs"], data["video_ids"])  # noqa: E731
+        else:
+            loop = lambda: original_loop_bg(data["outputs"], data["video_ids"], data["text_lengths"],  # noqa: E731
+                                            data["video_lengths"])
+        row["original_loop_s"], (row["original_loop"], sims) = best_time(loop, 1)
         if row["original_loop"] != row["compat"]:
             raise AssertionError(f"{kind}: compat {row['compat']} != original loop {row['original_loop']}")
         compat_sims = (compat.similarities(data["outputs"], data["video_ids"]) if kind == "clip" else

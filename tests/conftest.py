@@ -1,3 +1,4 @@
+import contextlib
 import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -37,6 +38,20 @@ def vocab_dir(tmp_path_factory):
     (folder / "vocab.txt").write_text("\n".join(WORDS) + "\n")
     (folder / "tokenizer_config.json").write_text('{"tokenizer_class": "BertTokenizer", "do_lower_case": true}')
     return str(folder)
+
+
+@contextlib.contextmanager
+def numba_threads(n: int):
+    """numba's thread count set to ``n`` (at most the number it started with) inside the block: how the alignment
+    tests run a kernel call serially to compare it with the same call on all threads."""
+    import numba
+
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(before)
 
 
 def load_script(name: str):

@@ -10,6 +10,7 @@ import warnings
 
 import pytest
 import torch
+from conftest import numba_threads
 
 from tempclr.modules.alignment import (
     cumulative_cost,
@@ -24,6 +25,7 @@ from tempclr.modules.alignment import cpu as cpu_backend
 from tempclr.modules.alignment import functions as alignment_functions
 from tempclr.modules.alignment.grid import DTW, OTAM, OTAM_T
 from tempclr.modules.alignment.reference import align_ref
+from tempclr.testing.original import zero_side_columns
 
 GAMMAS = [1e-3, 0.1, 1.0, 10.0]
 MODES = ["dtw", "otam", "otam_both"]
@@ -50,12 +52,6 @@ def assert_close(actual, expected, rtol, atol, what):
 # ------------------------------------------------------------------------------------------------------------------
 # Brute force: every monotone path, written from the move rules of DTW and OTAM, validates the reference itself
 # ------------------------------------------------------------------------------------------------------------------
-def otam_grid(D):
-    """D [L, M] -> the OTAM grid [L, M + 2] with a zero column on each side."""
-    zero = torch.zeros(D.shape[0], 1, dtype=D.dtype)
-    return torch.cat([zero, D, zero], dim=1)
-
-
 def all_paths(L, W, otam):
     """Every path from (0, 0) to (L-1, W-1) with steps right, down-right and down; OTAM allows "down" only into
     columns 0, 1 and W-1."""
@@ -103,10 +99,10 @@ def test_reference_matches_brute_force(shape, gamma):
     dtw_bf = brute_force(D, gamma, otam=False)
     assert_close(dtw_ref, dtw_bf, 1e-12, 1e-12, f"soft-DTW reference vs brute force {shape} gamma={gamma}")
     otam_ref = align_ref(D[None], gamma, OTAM)[0]
-    otam_bf = brute_force(otam_grid(D), gamma, otam=True)
+    otam_bf = brute_force(zero_side_columns(D), gamma, otam=True)
     assert_close(otam_ref, otam_bf, 1e-12, 1e-12, f"soft-OTAM reference vs brute force {shape} gamma={gamma}")
     otam_t_ref = align_ref(D[None], gamma, OTAM_T)[0]
-    otam_t_bf = brute_force(otam_grid(D.T), gamma, otam=True)
+    otam_t_bf = brute_force(zero_side_columns(D.T), gamma, otam=True)
     assert_close(otam_t_ref, otam_t_bf, 1e-12, 1e-12, f"soft-OTAM(D^T) reference vs brute force {shape}")
 
 
@@ -115,7 +111,8 @@ def test_hard_scores_match_brute_force_min(shape):
     gen = torch.Generator().manual_seed(2)
     D = torch.rand(shape, generator=gen, dtype=torch.float64)
     assert_close(hard_dtw(D), brute_force(D, 1.0, otam=False, hard=True), 0, 1e-12, "hard DTW vs min over paths")
-    assert_close(hard_otam(D), brute_force(otam_grid(D), 1.0, otam=True, hard=True), 0, 1e-12, "hard OTAM vs min")
+    hard_otam_bf = brute_force(zero_side_columns(D), 1.0, otam=True, hard=True)
+    assert_close(hard_otam(D), hard_otam_bf, 0, 1e-12, "hard OTAM vs min")
     assert_close(hard_dtw(D, backend="ref"), hard_dtw(D), 0, 1e-12, "hard DTW ref vs cpu")
 
 
@@ -163,14 +160,17 @@ def test_float32_kernel_matches_float64_reference():
         assert_close(out32.double(), out64, 1e-5, 1e-5, f"{mode} float32 kernel vs float64 reference")
 
 
-def test_parallel_kernels_match_serial(monkeypatch):
+def test_parallel_kernels_match_serial():
+    """The lane kernels on all of numba's threads (a call of at least PARALLEL_MIN_CELLS cells) equal to the bit
+    to the same calls on one thread: scores, gradients and hard scores."""
     gen = torch.Generator().manual_seed(5)
-    D = torch.rand(150, 6, 7, generator=gen)
-    lengths = random_lengths(gen, (150,), 6, 7)
-    serial = [score(D, 0.3, mode, lengths) for mode in MODES]
-    serial_grad = [expected_alignment(D, 0.3, mode, lengths) for mode in MODES]
-    serial_hard = hard_otam(D, lengths)
-    monkeypatch.setattr(cpu_backend, "PARALLEL_MIN_CELLS", 0)
+    D = torch.rand(1600, 6, 7, generator=gen)
+    assert D.numel() >= cpu_backend.PARALLEL_MIN_CELLS, "the calls must be large enough to run in parallel"
+    lengths = random_lengths(gen, (1600,), 6, 7)
+    with numba_threads(1):
+        serial = [score(D, 0.3, mode, lengths) for mode in MODES]
+        serial_grad = [expected_alignment(D, 0.3, mode, lengths) for mode in MODES]
+        serial_hard = hard_otam(D, lengths)
     for mode, value, grad in zip(MODES, serial, serial_grad):
         assert torch.equal(score(D, 0.3, mode, lengths), value), f"{mode}: parallel values differ from serial"
         assert torch.equal(expected_alignment(D, 0.3, mode, lengths), grad), f"{mode}: parallel gradients differ"

@@ -1,5 +1,5 @@
 """tempclr.utils.metrics keeps the original TempCLR functions: checked against the original recurrences, written out
-plainly here as the oracle, with the two fixed bugs of the original shown explicitly."""
+plainly in tempclr.testing.original as the oracle, with the two fixed bugs of the original shown explicitly."""
 from __future__ import annotations
 
 import pytest
@@ -15,77 +15,9 @@ from tempclr.utils.metrics import (
     OTAM_pad,
     cos_sim,
 )
+from tempclr.testing.original import original_dtw, original_dtw_eval, original_otam, original_otam_eval, original_pad
 
-
-# ------------------------------------------------------------------------------------------------------------------
-# The original recurrences, cell by cell (float64 here so the comparison is tight)
-# ------------------------------------------------------------------------------------------------------------------
-def smin(values, lbda):
-    return -lbda * torch.logsumexp(torch.stack(values, dim=-1) / -lbda, dim=-1)
-
-
-def original_dtw(d, lbda):
-    cum = torch.zeros_like(d)
-    cum[..., 0, 0] = d[..., 0, 0]
-    for m in range(1, d.shape[-1]):
-        cum[..., 0, m] = d[..., 0, m] + cum[..., 0, m - 1]
-    for l in range(1, d.shape[-2]):
-        cum[..., l, 0] = d[..., l, 0] + cum[..., l - 1, 0]
-    for l in range(1, d.shape[-2]):
-        for m in range(1, d.shape[-1]):
-            cum[..., l, m] = d[..., l, m] + smin([cum[..., l - 1, m - 1], cum[..., l, m - 1], cum[..., l - 1, m]], lbda)
-    return cum[..., -1, -1]
-
-
-def original_otam(d, lbda):
-    d = F.pad(d, (1, 1), "constant", 0)
-    cum = torch.zeros_like(d)
-    for m in range(1, d.shape[-1]):
-        cum[..., 0, m] = d[..., 0, m] + cum[..., 0, m - 1]
-    for l in range(1, d.shape[-2]):
-        cum[..., l, 1] = d[..., l, 1] + smin([cum[..., l - 1, 0], cum[..., l - 1, 1], cum[..., l, 0]], lbda)
-        for m in range(2, d.shape[-1] - 1):
-            cum[..., l, m] = d[..., l, m] + smin([cum[..., l - 1, m - 1], cum[..., l, m - 1]], lbda)
-        cum[..., l, -1] = d[..., l, -1] + smin([cum[..., l - 1, -2], cum[..., l - 1, -1], cum[..., l, -2]], lbda)
-    return cum[..., -1, -1]
-
-
-def original_dtw_eval(d):
-    cum = torch.zeros_like(d)
-    cum[..., 0, 0] = d[..., 0, 0]
-    for m in range(1, d.shape[-1]):
-        cum[..., 0, m] = d[..., 0, m] + cum[..., 0, m - 1]
-    for l in range(1, d.shape[-2]):
-        cum[..., l, 0] = d[..., l, 0] + cum[..., l - 1, 0]
-    for l in range(1, d.shape[-2]):
-        for m in range(1, d.shape[-1]):
-            best = torch.minimum(torch.minimum(cum[..., l - 1, m - 1], cum[..., l, m - 1]), cum[..., l - 1, m])
-            cum[..., l, m] = d[..., l, m] + best
-    return cum
-
-
-def original_otam_eval(d, column_one_sign):
-    """column_one_sign=-1 is the original (buggy) code, +1 the fixed recurrence."""
-    cum = torch.zeros_like(d)
-    for m in range(1, d.shape[-1]):
-        cum[..., 0, m] = d[..., 0, m] + cum[..., 0, m - 1]
-    for l in range(1, d.shape[-2]):
-        first = torch.minimum(torch.minimum(cum[..., l - 1, 0], cum[..., l - 1, 1]), cum[..., l, 0])
-        cum[..., l, 1] = d[..., l, 1] + column_one_sign * first
-        for m in range(2, d.shape[-1] - 1):
-            cum[..., l, m] = d[..., l, m] + torch.minimum(cum[..., l - 1, m - 1], cum[..., l, m - 1])
-        last = torch.minimum(torch.minimum(cum[..., l - 1, -2], cum[..., l - 1, -1]), cum[..., l, -2])
-        cum[..., l, -1] = d[..., l, -1] + last
-    return cum
-
-
-def original_pad_buggy(d, T0, T1, otam):
-    d0, d1 = T0 - d.shape[-2], T1 - d.shape[-1]
-    if otam:
-        d = F.pad(d, (1, 1), "constant", 0)
-    d = F.pad(d, (0, d1, 0, d0), "constant", float("inf"))
-    d[:, :, -d0 - 1 :, -d1:] = 0
-    return d
+F64 = torch.float64  # the oracles' R in float64 (the original allocated float32), so comparisons are tight
 
 
 def fixed_pad(d, T0, T1, otam):
@@ -111,8 +43,8 @@ def fixed_pad(d, T0, T1, otam):
 def test_soft_recurrences_equal_the_original(shape, lbda):
     gen = torch.Generator().manual_seed(0)
     d = torch.rand(shape, generator=gen, dtype=torch.float64)
-    assert torch.allclose(DTW_cum_dist(d, lbda), original_dtw(d, lbda), rtol=1e-12, atol=1e-12)
-    assert torch.allclose(OTAM_cum_dist(d, lbda), original_otam(d, lbda), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(DTW_cum_dist(d, lbda), original_dtw(d, lbda, F64), rtol=1e-12, atol=1e-12)
+    assert torch.allclose(OTAM_cum_dist(d, lbda), original_otam(d, lbda, F64), rtol=1e-12, atol=1e-12)
     assert DTW_cum_dist(d, lbda).shape == shape[:2]
 
 
@@ -120,16 +52,16 @@ def test_float32_default_lambda_matches_original():
     gen = torch.Generator().manual_seed(1)
     d = 1 - cos_sim(torch.randn(1, 32, 5, 8, generator=gen), torch.randn(1, 32, 5, 8, generator=gen))
     assert d.shape == (1, 32, 5, 5)
-    assert torch.allclose(DTW_cum_dist(d), original_dtw(d.double(), 0.1).float(), rtol=1e-5, atol=1e-5)
+    assert torch.allclose(DTW_cum_dist(d), original_dtw(d.double(), 0.1, F64).float(), rtol=1e-5, atol=1e-5)
     two_way = OTAM_cum_dist(d) + OTAM_cum_dist(d.transpose(-1, -2))
-    oracle = original_otam(d.double(), 0.1) + original_otam(d.double().transpose(-1, -2), 0.1)
+    oracle = original_otam(d.double(), 0.1, F64) + original_otam(d.double().transpose(-1, -2), 0.1, F64)
     assert torch.allclose(two_way, oracle.float(), rtol=1e-5, atol=1e-5)
 
 
 def test_dtw_eval_equals_original():
     gen = torch.Generator().manual_seed(2)
     d = torch.rand(2, 3, 4, 6, generator=gen, dtype=torch.float64)
-    assert torch.equal(DTW_eval_cum_dist(d), original_dtw_eval(d))
+    assert torch.equal(DTW_eval_cum_dist(d), original_dtw_eval(d, F64))
 
 
 def test_otam_eval_has_the_fixed_sign():
@@ -138,8 +70,8 @@ def test_otam_eval_has_the_fixed_sign():
     gen = torch.Generator().manual_seed(3)
     d = OTAM_pad(torch.rand(2, 3, 4, 5, generator=gen, dtype=torch.float64) * 2 - 1, 4, 5)
     ours = OTAM_eval_cum_dist(d)
-    assert torch.equal(ours, original_otam_eval(d, column_one_sign=+1))
-    buggy = original_otam_eval(d, column_one_sign=-1)
+    assert torch.equal(ours, original_otam_eval(d, column_one_sign=+1, dtype=F64))
+    buggy = original_otam_eval(d, column_one_sign=-1, dtype=F64)
     assert not torch.allclose(ours[..., 1:, 1], buggy[..., 1:, 1]), "the original subtracted the column-1 minimum"
 
 
@@ -168,7 +100,7 @@ def test_pad_without_column_padding_keeps_the_last_real_row():
     # cols == T1 (d1 == 0): the original's "-0:" slice zeroed every column of the last real row.
     gen = torch.Generator().manual_seed(5)
     d = torch.rand(1, 1, 3, 4, generator=gen, dtype=torch.float64) + 1.0
-    buggy = original_pad_buggy(d, 5, 4, otam=False)
+    buggy = original_pad(d, 5, 4, otam=False)
     assert torch.equal(buggy[0, 0, 2], torch.zeros(4, dtype=d.dtype)), "the original bug, shown"
     padded = DTW_pad(d, 5, 4)
     assert torch.equal(padded[..., :3, :], d), "real cells must be untouched"
@@ -176,7 +108,7 @@ def test_pad_without_column_padding_keeps_the_last_real_row():
     assert torch.isinf(padded[0, 0, 3:, :-1]).all()
     otam_padded = OTAM_pad(d, 5, 4)
     assert torch.equal(otam_padded[..., :3, 1:-1], d)
-    assert torch.equal(original_pad_buggy(d, 5, 4, otam=True)[0, 0, 2], torch.zeros(6, dtype=d.dtype))
+    assert torch.equal(original_pad(d, 5, 4, otam=True)[0, 0, 2], torch.zeros(6, dtype=d.dtype))
     # nothing is padded at all (d0 == d1 == 0): the original zeroed the whole last row, now D is returned as is
     assert torch.equal(DTW_pad(d, 3, 4), d)
     assert torch.equal(OTAM_pad(d, 3, 4), F.pad(d, (1, 1)))
@@ -190,7 +122,7 @@ def test_padded_otam_eval_equals_unpadded(targets):
     padded = OTAM_eval_cum_dist(OTAM_pad(d, *targets))[..., -1, -1]
     assert torch.allclose(padded, unpadded, rtol=0, atol=1e-12)
     dtw_padded = DTW_eval_cum_dist(DTW_pad(d, *targets))
-    assert torch.equal(dtw_padded, original_dtw_eval(DTW_pad(d, *targets)))
+    assert torch.equal(dtw_padded, original_dtw_eval(DTW_pad(d, *targets), F64))
     assert torch.isfinite(dtw_padded[..., -1, -1]).all()
 
 

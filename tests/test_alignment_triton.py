@@ -20,10 +20,10 @@ COMPARE_SCRIPT = textwrap.dedent(
     import torch
     from tempclr.modules.alignment import cumulative_cost, hard_otam, soft_dtw, soft_otam
 
-    def score(D, gamma, mode, lengths, backend):
+    def score(D, gamma, mode, lengths, backend, schedule=None):
         if mode == "dtw":
-            return soft_dtw(D, gamma, lengths, backend=backend)
-        return soft_otam(D, gamma, lengths, bidirectional=(mode == "otam_both"), backend=backend)
+            return soft_dtw(D, gamma, lengths, backend=backend, schedule=schedule)
+        return soft_otam(D, gamma, lengths, bidirectional=(mode == "otam_both"), backend=backend, schedule=schedule)
 
     gen = torch.Generator().manual_seed(0)
     checked = 0
@@ -67,8 +67,9 @@ COMPARE_SCRIPT = textwrap.dedent(
         checked += 1
     # the waves of tiles (several programs per grid, one launch per anti-diagonal of tiles), forced, with tiles
     # of 4 cells a side: grids of 2-3 tiles a side, partial tiles, tiles outside an item's lengths
+    from tempclr.modules.alignment.grid import passes_for
     tk.TILE = 4
-    tk.WAVES = True
+    waves = {"triton": "waves", "cpu": None}
     for (B, L, M) in [(2, 9, 6), (1, 5, 11)]:
         D = torch.rand(B, L, M, generator=gen, dtype=torch.float64)
         lengths = torch.stack([torch.randint(1, L + 1, (B,), generator=gen),
@@ -76,16 +77,19 @@ COMPARE_SCRIPT = textwrap.dedent(
         for mode in ["dtw", "otam", "otam_both"]:
             for lens in [None, lengths]:
                 X = {b: D.clone().requires_grad_(True) for b in ["triton", "cpu"]}
-                out = {b: score(X[b], 0.3, mode, lens, b) for b in X}
+                out = {b: score(X[b], 0.3, mode, lens, b, waves[b]) for b in X}
                 for b in X:
                     (out[b] * torch.arange(1, B + 1, dtype=D.dtype)).sum().backward()
                 for what, a, b in [("value", out["triton"], out["cpu"]), ("gradient", X["triton"].grad, X["cpu"].grad)]:
                     err = (a.detach() - b.detach()).abs().max().item()
                     assert err <= 1e-10, f"waves {B}x{L}x{M} {mode} lengths={lens is not None} {what}: {err}"
                 checked += 1
-        a = cumulative_cost(D, "otam", 0.3, backend="triton")
+        # cumulative_cost and hard_otam through the waves: the kernel entry points, schedule forced
+        (otam_pass,) = passes_for("otam")
+        a = tk.triton_matrix(tk.triton_scores(D, None, 0.3, otam_pass, schedule="waves")[1], B)
         assert torch.allclose(a, cumulative_cost(D, "otam", 0.3, backend="cpu"), rtol=1e-10, atol=1e-10), "waves R"
-        assert torch.equal(hard_otam(D, lengths, backend="triton"), hard_otam(D, lengths, backend="cpu")), "waves hard"
+        hard = tk.triton_scores(D, lengths, 1.0, otam_pass, hard=True, schedule="waves")[0]
+        assert torch.equal(hard, hard_otam(D, lengths, backend="cpu")), "waves hard"
     print("checked", checked)
     """
 )
@@ -104,14 +108,12 @@ def test_triton_kernels_match_cpu_under_interpreter():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed")
-@pytest.mark.parametrize("waves", [False, True])
-def test_triton_schedules_match_cpu_on_gpu(monkeypatch, waves):
+@pytest.mark.parametrize("schedule", ["problems", "waves"])
+def test_triton_schedules_match_cpu_on_gpu(schedule):
     """Both GPU schedules (one program per problem; waves of tiles) against the CPU kernels, on grids of many
     tiles, square and very non-square, with lengths."""
-    import tempclr.modules.alignment.triton_kernels as tk
     from tempclr.modules.alignment import expected_alignment, soft_dtw, soft_otam
 
-    monkeypatch.setattr(tk, "WAVES", waves)
     gen = torch.Generator().manual_seed(2)
     for shape in [(2, 300, 200), (1, 1000, 70), (3, 130, 129)]:
         B, L, M = shape
@@ -121,11 +123,12 @@ def test_triton_schedules_match_cpu_on_gpu(monkeypatch, waves):
         lengths[0] = torch.tensor([L, M])
         for lens in (None, lengths):
             for fn in [soft_dtw, lambda *a, **k: soft_otam(*a, bidirectional=True, **k)]:
-                gpu = fn(D.to("cuda"), 0.1, None if lens is None else lens.to("cuda"))
+                gpu = fn(D.to("cuda"), 0.1, None if lens is None else lens.to("cuda"), schedule=schedule)
                 cpu = fn(D, 0.1, lens)
                 assert torch.allclose(gpu.cpu(), cpu, rtol=1e-4, atol=1e-3), (shape, (gpu.cpu() - cpu).abs().max())
             for mode in ["dtw", "otam_both"]:
-                a = expected_alignment(D.to("cuda"), 0.1, mode, None if lens is None else lens.to("cuda")).cpu()
+                a = expected_alignment(D.to("cuda"), 0.1, mode, None if lens is None else lens.to("cuda"),
+                                       schedule=schedule).cpu()
                 b = expected_alignment(D, 0.1, mode, lens)
                 assert torch.allclose(a, b, rtol=1e-3, atol=1e-3), (shape, mode, (a - b).abs().max())
 

@@ -374,21 +374,12 @@ def test_timeline_png(tmp_path):
 
 # ------------------------------------------------------------------------------------------ AlignLocalTask
 
-from recurrences import soft_dtw_plain, soft_otam_plain  # noqa: E402
-
 from tempclr.losses import BCE  # noqa: E402
 from tempclr.tasks.alignlocaltask import AlignLocalTask  # noqa: E402
 from tempclr.tasks.seqalign import count_distinct_orders, inner_shuffle_columns, negative_orders  # noqa: E402
+from tempclr.testing.original import dtw_cells, otam_cells  # noqa: E402
 
 GAMMA = 0.1
-
-
-def soft_dtw_hand(D):
-    return soft_dtw_plain(D, GAMMA)
-
-
-def otam_hand(D):
-    return soft_otam_plain(D, GAMMA)
 
 
 class FixedLocalizer(nn.Module):
@@ -462,8 +453,8 @@ def test_alignlocal_loss_equals_hand_computation(metric, inner):
     def cost(order, cols):
         grid = [[D[step][c] for c in cols] for step in order]
         if metric == "dtw":
-            return soft_dtw_hand(grid)
-        return otam_hand(grid) + otam_hand([list(col) for col in zip(*grid)])
+            return dtw_cells(grid, GAMMA)
+        return otam_cells(grid, GAMMA) + otam_cells([list(col) for col in zip(*grid)], GAMMA)
 
     positive = cost(A, list(range(6)))
     others = [o for o in itertools.permutations(A) if o != A]

@@ -1,62 +1,34 @@
 """YouCook2 full-video retrieval metrics (caption average, DTW, OTAM; background kept).
 
 Oracles: hand computations on tiny cases (numbers written out below), a plain per-pair loop of the corrected
-arithmetic, and a plain per-pair loop of the original arithmetic (numpy scalars, float32 accumulators) written here
-from its description: substring ids, contiguous blocks scaled in place, inf padding with the ``[-d0-1:, -d1:]``
-zero slice, the OTAM column-1 subtraction, the background variant's transposed grid padded to the untransposed
-targets, ``torch.argsort`` window selection and ``np.argsort`` recall."""
+arithmetic (the cell loops of tempclr.testing.original), and the original's own loops over video pairs
+(tempclr.testing.original: float32 accumulators, substring ids, contiguous blocks scaled in place, inf padding
+with the ``[-d0-1:, -d1:]`` zero slice, the OTAM column-1 subtraction, the background variant's transposed grid
+padded to the untransposed targets, ``torch.argsort`` window selection and ``np.argsort`` recall)."""
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from omegaconf import OmegaConf
 
 from tempclr.evaluators import FullVideoBGRetrievalMetric, FullVideoRetrievalMetric
 from tempclr.evaluators.fullvideo import ENGINES, kept_windows, pair_costs, segments_by_counts, segments_by_id
 from tempclr.evaluators.metric import metric_compat
+from tempclr.testing.original import (
+    METRIC_NAMES as NAMES,
+    dtw_cells,
+    original_loop_bg,
+    original_loop_clip,
+    otam_cells,
+)
 from tempclr.utils.registry import lookup
 
 ORIGINAL = {"eval": {"metric_compat": "original"}}
-NAMES = ["R1", "R5", "R10", "DTW-R1", "DTW-R5", "DTW-R10", "OTAM-R1", "OTAM-R5", "OTAM-R10"]
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # oracle 1: the corrected arithmetic, one pair at a time
 # ----------------------------------------------------------------------------------------------------------------
-def loop_dtw(D):
-    L, K = D.shape
-    R = np.zeros((L, K))
-    for i in range(L):
-        for j in range(K):
-            if i == 0 and j == 0:
-                R[i, j] = D[i, j]
-            elif i == 0:
-                R[i, j] = D[i, j] + R[i, j - 1]
-            elif j == 0:
-                R[i, j] = D[i, j] + R[i - 1, j]
-            else:
-                R[i, j] = D[i, j] + min(R[i - 1, j - 1], R[i, j - 1], R[i - 1, j])
-    return R[-1, -1]
-
-
-def loop_otam(D):
-    """One direction: zero column on each side; vertical moves only in the first two and the last column."""
-    L, K = D.shape
-    P = np.zeros((L, K + 2))
-    P[:, 1:-1] = D
-    W = K + 2
-    R = np.zeros((L, W))
-    for j in range(1, W):
-        R[0, j] = P[0, j] + R[0, j - 1]
-    for i in range(1, L):
-        R[i, 1] = P[i, 1] + min(R[i - 1, 0], R[i, 0], R[i - 1, 1])
-        for j in range(2, W - 1):
-            R[i, j] = P[i, j] + min(R[i - 1, j - 1], R[i, j - 1])
-        R[i, W - 1] = P[i, W - 1] + min(R[i - 1, W - 2], R[i, W - 2], R[i - 1, W - 1])
-    return R[-1, -1]
-
-
 def loop_pair_costs(scores, row_members, col_members, keep=None):
     """Per pair: D = 1 - scores (float64); background: keep the min(keep, W) windows with the smallest distance
     to any caption (earlier window first on a tie), in temporal order; costs divided by the cell count."""
@@ -68,108 +40,9 @@ def loop_pair_costs(scores, row_members, col_members, keep=None):
             if keep is not None:
                 k = min(keep[q], len(cols))
                 D = D[:, np.sort(np.argsort(D.min(axis=0), kind="stable")[:k])]
-            dtw[q, c] = loop_dtw(D) / D.size
-            otam[q, c] = (loop_otam(D) + loop_otam(D.T)) / D.size
+            dtw[q, c] = dtw_cells(D) / D.size
+            otam[q, c] = (otam_cells(D) + otam_cells(D.T)) / D.size
     return dtw, otam
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# oracle 2: the original arithmetic, one pair at a time
-# ----------------------------------------------------------------------------------------------------------------
-def original_pad(B, T0, T1, otam):
-    """Pad to (T0, T1) (+2 columns for OTAM) with inf, negative amounts cropping, then zero [-d0-1:, -d1:]."""
-    d0, d1 = T0 - B.shape[0], T1 - B.shape[1]
-    if otam:
-        B = np.pad(B, ((0, 0), (1, 1)))
-    B = B[: B.shape[0] + min(d0, 0), : B.shape[1] + min(d1, 0)]
-    B = np.pad(B, ((0, max(d0, 0)), (0, max(d1, 0))), constant_values=np.inf)
-    B[-d0 - 1:, -d1:] = 0
-    return B
-
-
-def original_dtw(P):
-    R = np.zeros(P.shape, np.float32)
-    R[0, 0] = P[0, 0]
-    for m in range(1, P.shape[1]):
-        R[0, m] = P[0, m] + R[0, m - 1]
-    for l in range(1, P.shape[0]):
-        R[l, 0] = P[l, 0] + R[l - 1, 0]
-        for m in range(1, P.shape[1]):
-            R[l, m] = P[l, m] + min(R[l - 1, m - 1], R[l, m - 1], R[l - 1, m])
-    return R[-1, -1]
-
-
-def original_otam(P):
-    R = np.zeros(P.shape, np.float32)
-    W = P.shape[1]
-    for m in range(1, W):
-        R[0, m] = P[0, m] + R[0, m - 1]
-    for l in range(1, P.shape[0]):
-        R[l, 1] = P[l, 1] - min(R[l - 1, 0], R[l - 1, 1], R[l, 0])
-        for m in range(2, W - 1):
-            R[l, m] = P[l, m] + min(R[l - 1, m - 1], R[l, m - 1])
-        R[l, W - 1] = P[l, W - 1] + min(R[l - 1, W - 2], R[l - 1, W - 1], R[l, W - 2])
-    return R[-1, -1]
-
-
-def substring_members(position_ids, videos):
-    return [[i for i, x in enumerate(position_ids) if v in x] for v in videos]
-
-
-def original_recall(S):
-    order = np.argsort(S, 1)
-    return [float(np.mean([i in order[i, -k:] for i in range(len(S))])) for k in (1, 5, 10)]
-
-
-def original_metrics(caption_average, dtw, otam):
-    values = original_recall(caption_average) + original_recall(dtw) + original_recall(otam)
-    return dict(zip(NAMES, values))
-
-
-def original_loop_clip(scores, video_ids):
-    videos = list(dict.fromkeys(video_ids))
-    members = substring_members(video_ids, videos)
-    best = np.stack([scores[:, v].max(axis=1) for v in members], 1)
-    S = np.stack([best[v].mean(axis=0) for v in members], 0)
-    T = max(len(v) for v in members)
-    out = {}
-    for otam in (False, True):
-        work = 1 - scores
-        sims = np.zeros((len(videos), len(videos)), np.float32)
-        for i, vi in enumerate(members):
-            for j, vj in enumerate(members):
-                block = work[vi[0]: vi[-1] + 1, vj[0]: vj[-1] + 1]
-                assert block.shape == (len(vi), len(vj))
-                block *= scores.dtype.type((T * T) / (len(vi) * len(vj)))  # in place, as the original
-                if otam:
-                    sims[i, j] = -(original_otam(original_pad(block.copy(), T, T, True))
-                                   + original_otam(original_pad(block.T.copy(), T, T, True)))
-                else:
-                    sims[i, j] = -original_dtw(original_pad(block.copy(), T, T, False))
-        out["otam" if otam else "dtw"] = sims
-    return {"caption_average": S, **out}
-
-
-def original_loop_bg(scores, video_ids, text_lengths, video_lengths):
-    videos = sorted(video_ids)
-    texts = substring_members([v for v, n in zip(video_ids, text_lengths) for _ in range(n)], videos)
-    windows = substring_members([v for v, n in zip(video_ids, video_lengths) for _ in range(n)], videos)
-    best = np.stack([scores[:, v].max(axis=1) for v in windows], 1)
-    S = np.stack([best[v].mean(axis=0) for v in texts], 0)
-    T0, T1 = max(len(v) for v in texts), max(len(v) for v in windows)
-    work = 1 - scores
-    dtw = np.zeros((len(videos), len(videos)), np.float32)
-    otam = np.zeros_like(dtw)
-    for i, ti in enumerate(texts):
-        for j, wj in enumerate(windows):
-            block = work[ti[0]: ti[-1] + 1, wj[0]: wj[-1] + 1]
-            nearest = torch.argsort(torch.from_numpy(block.min(axis=0).copy())).numpy()
-            block = block[:, np.sort(nearest[: int(1.3 * block.shape[0])])]
-            block = block * scores.dtype.type((T0 * T1) / (block.shape[0] * block.shape[1]))
-            dtw[i, j] = -original_dtw(original_pad(block, T0, T1, False))
-            otam[i, j] = -(original_otam(original_pad(block, T0, T1, True))
-                           + original_otam(original_pad(block.T.copy(), T0, T1, True)))
-    return {"caption_average": S, "dtw": dtw, "otam": otam}
 
 
 def clip_ids(ids, counts):
@@ -292,11 +165,12 @@ def test_compat_equals_the_original_loop(dtype):
     for scores in (rng.standard_normal((16, 16)), np.round(rng.standard_normal((16, 16)), 1) + 0.5):
         scores = scores.astype(dtype)
         metric = FullVideoRetrievalMetric(ORIGINAL)
-        sims, expected = metric.similarities(scores, cids), original_loop_clip(scores, cids)
+        sims = metric.similarities(scores, cids)
+        expected_metrics, expected = original_loop_clip(scores, cids)
         for key in ("caption_average", "dtw", "otam"):
             assert sims[key].dtype == expected[key].dtype
             np.testing.assert_array_equal(sims[key], expected[key])
-        assert metric.compute_metrics(scores, None, video_ids=cids) == original_metrics(**expected)
+        assert metric.compute_metrics(scores, None, video_ids=cids) == expected_metrics
     # background: 4 captions keep 5 windows (> Lmax_text = 4: the transposed grid is cropped); a video with more
     # captions than Wmax would make the column padding negative
     for n_wins in ([6, 10, 2, 3, 7], [3, 2, 2, 3, 2]):
@@ -304,12 +178,12 @@ def test_compat_equals_the_original_loop(dtype):
         scores = np.round(rng.standard_normal((sum(n_caps), sum(n_wins))), 1).astype(dtype)
         vids = ["g", "gh", "h", "k", "a"]  # "g" and "h" both own the windows of "gh"
         metric = FullVideoBGRetrievalMetric(ORIGINAL)
-        sims, expected = metric.similarities(scores, vids, n_caps, n_wins), original_loop_bg(scores, vids, n_caps,
-                                                                                               n_wins)
+        sims = metric.similarities(scores, vids, n_caps, n_wins)
+        expected_metrics, expected = original_loop_bg(scores, vids, n_caps, n_wins)
         for key in ("caption_average", "dtw", "otam"):
             np.testing.assert_array_equal(sims[key], expected[key])
         assert metric.compute_metrics(scores, None, video_ids=vids, text_lengths=n_caps,
-                                      video_lengths=n_wins) == original_metrics(**expected)
+                                      video_lengths=n_wins) == expected_metrics
 
 
 # ----------------------------------------------------------------------------------------------------------------

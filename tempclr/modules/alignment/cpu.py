@@ -1,17 +1,38 @@
 """CPU backend: numba kernels for the alignment recursion of ``grid.py``: scores, and scores with the expected
 alignment (the analytic gradient).
 
-Two schedules, chosen per call by shape (``use_wavefront``, thresholds measured, see BENCHMARKS.md):
+Map of the schedules (``choose_schedule`` is the one place that picks one; ``cpu_scores_alignment(...,
+schedule=...)`` forces one, for tests and benchmarks):
+
+=============  ==================================================  =====================================================
+schedule       what runs in one SIMD loop                          where in this file (section; kernels by thread mode)
+=============  ==================================================  =====================================================
+``lanes``      one cell of up to 64 problems (lane = problem)      "Kernels": serial ``_score_alignment_chunks``; chunks
+                                                                   over threads ``_score_alignment_kernel``
+``wavefront``  one anti-diagonal of a stripe of up to 64 rows of   "Wavefront schedule": serial ``_wave_problems``;
+               one problem                                         problems over threads ``_wave_kernel``; one
+                                                                   problem's blocks over threads ``_wave_tiles_kernel``
+``columns``    one grid column of one problem (OTAM only)          "Column schedule": serial ``_col_problems``; problems
+                                                                   over threads ``_col_kernel``
+=============  ==================================================  =====================================================
+
+Thread modes: a call of fewer than ``PARALLEL_MIN_CELLS`` cells runs serially (no thread launch); a larger one
+spreads the lanes' chunks, or whole problems (wavefront, columns), over numba's threads, and a wavefront call with
+fewer problems than threads spreads the blocks of one problem's waves over them instead.  Scores without a
+gradient (``cpu_scores``) always run the lanes (``_score_chunks`` / ``_score_kernel``).  The host wrappers and
+``choose_schedule`` are the last section, "Host wrappers".
+
+How ``choose_schedule`` decides (thresholds measured, see BENCHMARKS.md):
 
 * lanes, for many small grids (B >= 8 and grids under 65,536 cells, or any grid under 16 cells on a side):
   SIMD across up to 64 problems, described below;
 * wavefront, for a few grids (B < 8) or large ones (>= 65,536 cells): one problem at a time, its grid cut into
   stripes of up to 64 rows; the cells of one anti-diagonal of a stripe (independent of each other) form one SIMD
   loop.  Problems are spread over the threads when the call is large enough; fewer problems than threads (one
-  large grid) share the threads block by block.  See the section "Wavefront schedule" below.  OTAM calls of
-  that kind run the column schedule instead (section "Column schedule"): outside columns 0, 1 and the last one
-  OTAM has no vertical move, so a whole column is one SIMD loop over the rows; only when a single problem's waves
-  would share the threads does OTAM keep the wavefront.
+  large grid) share the threads block by block.  See the section "Wavefront schedule" below;
+* columns, for OTAM calls that would run the wavefront, unless one problem's waves would share the threads (fewer
+  problems than threads): outside columns 0, 1 and the last one OTAM has no vertical move, so a whole column is
+  one SIMD loop over the rows (section "Column schedule").
 
 Memory (beyond D and its gradient A, float32 = 4 bytes per value): lanes, for each of the up to 64 problems of
 the chunk a thread runs (a partial last chunk has only its real problems): R (L+1)(W+1), the costs L W and E L W
@@ -55,7 +76,7 @@ from numba.extending import intrinsic, overload
 
 from .grid import AlignPass
 
-__all__ = ["cpu_scores", "cpu_scores_alignment", "cpu_matrix"]
+__all__ = ["cpu_scores", "cpu_scores_alignment", "cpu_matrix", "choose_schedule", "SCHEDULES"]
 
 # No "nnan"/"ninf": the grid borders are +inf and the kernels rely on IEEE inf arithmetic.  error_model="numpy"
 # drops the ZeroDivisionError check on "/", whose branch would stop the vectoriser.
@@ -492,7 +513,7 @@ def _score_alignment_kernel(D, lengths, gamma, otam, offset, two_way, out, A, n_
 # ----------------------------------------------------------------------------------------------------------------
 # Wavefront schedule: one problem at a time, its grid cut into stripes of up to _STRIPE rows; inside a stripe the
 # cells of one anti-diagonal (independent of each other) form one SIMD loop.  Used for a few grids, or large ones,
-# of at least 16 cells a side (see use_wavefront).
+# of at least 16 cells a side (see choose_schedule).
 #
 # Skewed stripe layout.  Stripe s holds grid rows i0 = s H .. i0 + H - 1 (H = _stripe_height(Lr): up to 64, a
 # multiple of 8); at step t its lane k is cell (i0 + k, t - k), so one step is one anti-diagonal of the stripe,
@@ -1075,31 +1096,49 @@ _LANES = 64  # lanes per chunk (4 AVX-512 float32 vectors; LLVM unrolls the lane
 _FULL = np.zeros((0, 2), np.int64)  # "no lengths": every item uses the whole of D
 
 
-WAVEFRONT = None  # None: choose by shape (use_wavefront); True / False: force one schedule (tests, benchmarks)
-WAVEFRONT_MIN_CELLS = 65536  # grids of this many cells or more run the wavefront whatever the batch
-# OTAM calls that select the wavefront run the column schedule instead (True), or the wavefront (False: tests)
-COLUMNS = True
+# Schedule thresholds (measured, BENCHMARKS.md; constants, never changed at run time).  Grids of
+# WAVEFRONT_MIN_CELLS cells or more leave the lanes whatever the batch; so do calls of fewer than
+# LANES_MIN_PROBLEMS problems; grids under WAVEFRONT_MIN_SIDE cells on a side always keep the lanes.
+WAVEFRONT_MIN_CELLS = 65536
+LANES_MIN_PROBLEMS = 8
+WAVEFRONT_MIN_SIDE = 16
+SCHEDULES = ("lanes", "wavefront", "columns")
 
 
-def use_columns(otam: bool, B: int, threads: int) -> bool:
-    """Whether a call that selected the wavefront and runs on ``threads`` threads takes the OTAM column schedule:
-    OTAM, unless one problem's waves would share the threads (fewer problems than threads), where the wavefront
-    uses them all."""
-    return otam and COLUMNS and (threads == 1 or B >= threads)
+def choose_schedule(otam: bool, B: int, L: int, W: int, threads: int) -> str:
+    """The schedule ``cpu_scores_alignment`` runs, by default, for B grids of L x W cells (W: the grid's width, M
+    for DTW, M + 2 for OTAM with its side columns) on ``threads`` threads (1 for a serial call): "lanes" (SIMD
+    across problems, 64 at a time), "wavefront" (one problem at a time, SIMD along anti-diagonals of stripes) or,
+    OTAM only, "columns" (one problem at a time, SIMD down a grid column).
+
+    Measured (BENCHMARKS.md): the lanes win from one full AVX2 vector of problems (8) up to grids of about
+    128 x 128, the wavefront below 8 problems and from 256 x 256 on (the lanes' 3 grids per problem then overflow
+    the caches); in between they are within ~30% of each other.  Grids under 16 cells a side keep the lanes: the
+    stripes' throw-away steps would outweigh their cells.  OTAM takes the columns wherever the wavefront would
+    run, except when one problem's waves would share the threads (fewer problems than threads), where the
+    wavefront uses them all."""
+    if min(L, W) < WAVEFRONT_MIN_SIDE or (B >= LANES_MIN_PROBLEMS and L * W < WAVEFRONT_MIN_CELLS):
+        return "lanes"
+    if otam and (threads == 1 or B >= threads):
+        return "columns"
+    return "wavefront"
 
 
-def use_wavefront(B: int, L: int, W: int) -> bool:
-    """Whether a call on B grids of L x W cells runs the wavefront schedule (one problem at a time, SIMD along the
-    anti-diagonals) rather than the lane schedule (SIMD across problems, 64 at a time)."""
-    if WAVEFRONT is not None:
-        return WAVEFRONT
-    # measured (BENCHMARKS.md): the lanes win from one full AVX2 vector of problems (8) up to grids of about
-    # 128 x 128, the wavefront below 8 problems and from 256 x 256 on (the lanes' 3 grids per problem then
-    # overflow the caches); in between they are within ~30% of each other.  Grids under 16 cells a side keep
-    # the lanes: the stripes' throw-away steps would outweigh their cells.
-    if min(L, W) < 16:
-        return False
-    return B < 8 or L * W >= WAVEFRONT_MIN_CELLS
+def check_schedule(schedule: str, otam: bool) -> str:
+    """``schedule`` if the kernels can run it for a DTW (``otam=False``) or OTAM call, else a ValueError that names
+    the allowed values (the column schedule exists for OTAM only)."""
+    allowed = SCHEDULES if otam else tuple(s for s in SCHEDULES if s != "columns")
+    if schedule not in allowed:
+        kind = "OTAM" if otam else "DTW"
+        raise ValueError(f"cpu kernels: schedule for {kind} must be one of {allowed} or None (by shape); "
+                         f"got {schedule!r}")
+    return schedule
+
+
+def call_threads(cells: int) -> int:
+    """Threads a call of ``cells`` grid cells (all problems and passes) runs on: 1 below PARALLEL_MIN_CELLS (no
+    thread launch), else numba's thread count."""
+    return 1 if cells < PARALLEL_MIN_CELLS else numba.get_num_threads()
 
 
 def _parts(n_chunks: int, cells: int) -> int:
@@ -1149,13 +1188,16 @@ def _call_passes(passes: tuple[AlignPass, ...]) -> tuple[bool, int, bool]:
 
 
 def cpu_scores_alignment(
-    D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, passes: tuple[AlignPass, ...]
+    D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, passes: tuple[AlignPass, ...],
+    schedule: Optional[str] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum over ``passes`` of the soft scores and of the expected alignments dScore/dD, in one kernel call.
 
     D [..., L, M] float32/float64 contiguous CPU; lengths [B, 2] int64 (B = prod(...)) or None.  Returns
-    (scores [...], alignment [..., L, M]); the backward is then ``grad[..., None, None] * alignment``.  The
-    leading dims are handled with numpy views: on thousands of 5x5 grids every torch call on the host shows."""
+    (scores [...], alignment [..., L, M]); the backward is then ``grad[..., None, None] * alignment``.  schedule:
+    None (``choose_schedule`` picks by shape) or one of ``SCHEDULES`` ("columns" for OTAM only) to force it; the
+    schedules agree to rounding.  The leading dims are handled with numpy views: on thousands of 5x5 grids every
+    torch call on the host shows."""
     otam, offset, two_way = _call_passes(passes)
     D_np = D.detach().numpy()
     shape = D_np.shape
@@ -1165,28 +1207,32 @@ def cpu_scores_alignment(
     out = np.empty(shape[:-2], D_np.dtype)
     NC = -(-B // _LANES)
     cells = B * L * (M + 2 * offset) * len(passes)
+    threads = call_threads(cells)
+    if schedule is None:
+        schedule = choose_schedule(otam, B, L, M + 2 * offset, threads)
+    else:
+        check_schedule(schedule, otam)
     args = (D_np.reshape(B, L, M), _lengths_np(lengths), D_np.dtype.type(gamma), otam, offset, two_way,
             out.reshape(B), A.reshape(B, L, M))
-    if use_wavefront(B, L, M + 2 * offset):
-        threads = _parts(numba.get_num_threads(), cells)
-        if use_columns(otam, B, threads):
-            if threads == 1:
-                _col_problems(*(args[:3] + args[4:]), 0, B)
-            else:
-                _col_kernel(*(args[:3] + args[4:]), threads)
-            return torch.from_numpy(out), torch.from_numpy(A)
+    if schedule == "columns":
+        col_args = args[:3] + args[4:]  # no otam flag: OTAM only
+        if threads == 1:
+            _col_problems(*col_args, 0, B)
+        else:
+            _col_kernel(*col_args, min(threads, B))
+    elif schedule == "wavefront":
         if threads == 1:
             _wave_problems(*args, 0, B)
         elif B >= threads:  # whole problems per thread
             _wave_kernel(*args, threads)
         else:  # fewer problems than threads: each problem's blocks are spread over the threads
             _wave_tiles_kernel(*args)
-        return torch.from_numpy(out), torch.from_numpy(A)
-    parts = _parts(NC, cells)
-    if parts == 1:
-        _score_alignment_chunks(*args, 0, NC)
     else:
-        _score_alignment_kernel(*args, NC, parts)
+        parts = _parts(NC, cells)
+        if parts == 1:
+            _score_alignment_chunks(*args, 0, NC)
+        else:
+            _score_alignment_kernel(*args, NC, parts)
     return torch.from_numpy(out), torch.from_numpy(A)
 
 

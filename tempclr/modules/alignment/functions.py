@@ -52,8 +52,9 @@ class KernelBackend:
     """A compiled backend, on D (float32/float64, contiguous) and lengths [B, 2] int64 or None:
 
     scores(D [B, L, M], lengths, gamma, align_pass, hard) -> (scores [B], state): one pass, no gradient;
-    scores_alignment(D [..., L, M], lengths, gamma, passes) -> (summed scores [...], summed expected alignments
-        [..., L, M]), B = prod(...) (the leading dims are handled inside, where reshaping is cheapest);
+    scores_alignment(D [..., L, M], lengths, gamma, passes, schedule) -> (summed scores [...], summed expected
+        alignments [..., L, M]), B = prod(...) (the leading dims are handled inside, where reshaping is cheapest);
+        schedule: None (the backend picks by shape) or the name of one of the backend's schedules, to force it;
     matrix(state, B) -> the cumulative-cost matrices [B, Lg, Wg] of a scores() call.
     device: "cpu" (inputs are moved to the CPU and results back) or None (runs on the input's device)."""
 
@@ -141,12 +142,17 @@ class _AlignFunction(torch.autograd.Function):
     D: float32/float64, contiguous, on the kernels' device; lengths [B, 2] int64 contiguous or None (full), with
     B = prod(...).  When D needs a gradient the kernels also return the expected alignment A = dScore/dD (computed
     right after the forward sweep, while R is in cache), so backward is just ``grad * A``.  The leading dims are
-    flattened inside the Function, so no view nodes are added to the graph."""
+    flattened inside the Function, so no view nodes are added to the graph.  A forced ``schedule`` (not None) runs
+    the gradient kernels of that schedule even when no gradient is needed; without one, such a call runs the
+    backend's plain score kernels."""
 
     @staticmethod
-    def forward(ctx, D, lengths, gamma, passes, kernels):
-        if ctx.needs_input_grad[0]:
-            values, alignment = kernels.scores_alignment(D, lengths, gamma, passes)
+    def forward(ctx, D, lengths, gamma, passes, kernels, schedule):
+        if ctx.needs_input_grad[0] or schedule is not None:
+            values, alignment = kernels.scores_alignment(D, lengths, gamma, passes, schedule)
+            if not ctx.needs_input_grad[0]:
+                _propagate_nan(D, lengths, values)
+                return values
             _propagate_nan(D, lengths, values, alignment)
             ctx.save_for_backward(alignment)
             return values
@@ -167,7 +173,7 @@ def _backward(ctx, grad):
     (alignment,) = ctx.saved_tensors
     if grad.dtype != alignment.dtype:
         grad = grad.to(alignment.dtype)
-    return alignment * grad[..., None, None], None, None, None, None
+    return alignment * grad[..., None, None], None, None, None, None, None
 
 
 # the same, marked so that differentiating it again (create_graph=True, then a second backward) raises; plain
@@ -277,11 +283,13 @@ def _on(kernels: KernelBackend, t: torch.Tensor) -> torch.Tensor:
 
 def _score(
     D: torch.Tensor, gamma: float, passes: tuple[AlignPass, ...], lengths: Optional[torch.Tensor],
-    backend: Optional[str], hard: bool, fn: str,
+    backend: Optional[str], hard: bool, fn: str, schedule: Optional[str] = None,
 ) -> torch.Tensor:
     flat_len = _check(D, lengths, fn)
     # the common case first: resolve_backend costs a few microseconds, noticeable on many small grids
     name = "cpu" if backend is None and D.device.type == "cpu" else resolve_backend(backend, D.device)
+    if schedule is not None and name == "ref":
+        raise ValueError(f"{fn}: schedule={schedule!r} names a kernel schedule; the 'ref' backend has none")
     compute_dtype = _compute_dtype(D)
     X = D if D.dtype == compute_dtype else D.to(compute_dtype)
     if X.numel() == 0:
@@ -300,7 +308,7 @@ def _score(
                 out = _sum_scores(kernels, flat, len_k, 1.0, passes, hard=True).reshape(X.shape[:-2])
                 _propagate_nan(X_k, len_k, out)
         else:
-            out = _AlignFunction.apply(X_k, len_k, gamma, passes, kernels)
+            out = _AlignFunction.apply(X_k, len_k, gamma, passes, kernels, schedule)
     if out.dtype == D.dtype and out.device == D.device:
         return out
     result = out.to(device=D.device, dtype=D.dtype)
@@ -324,7 +332,8 @@ def _check_no_overflow(computed: torch.Tensor, result: torch.Tensor, fn: str) ->
 # Public functions
 # ----------------------------------------------------------------------------------------------------------------
 def soft_dtw(
-    D: torch.Tensor, gamma: float = 0.1, lengths: Optional[torch.Tensor] = None, *, backend: Optional[str] = None
+    D: torch.Tensor, gamma: float = 0.1, lengths: Optional[torch.Tensor] = None, *, backend: Optional[str] = None,
+    schedule: Optional[str] = None,
 ) -> torch.Tensor:
     """Soft-DTW score of each cost matrix (differentiable; analytic backward).
 
@@ -335,8 +344,11 @@ def soft_dtw(
         read at (rows-1, cols-1) and padding gets exactly zero gradient (no inf padding needed).
     Recursion: ``R[0,0] = D[0,0]``, first row/column are hard cumulative sums,
         ``R[l,m] = D[l,m] + smin(R[l-1,m-1], R[l,m-1], R[l-1,m])``.
-    Returns [...] in D's dtype.  backend: "cpu" | "triton" | "ref" or None (by device)."""
-    return _score(D, _check_gamma(gamma), passes_for("dtw"), lengths, backend, False, "soft_dtw")
+    Returns [...] in D's dtype.  backend: "cpu" | "triton" | "ref" or None (by device).
+    schedule: None (default: the backend picks by shape) or a kernel schedule to force, for tests and benchmarks
+        (all give the same numbers to rounding): cpu "lanes" | "wavefront" | "columns" (OTAM only), triton
+        "problems" | "waves"; a forced schedule runs the gradient kernels even without a gradient.  Not with "ref"."""
+    return _score(D, _check_gamma(gamma), passes_for("dtw"), lengths, backend, False, "soft_dtw", schedule)
 
 
 def soft_otam(
@@ -346,6 +358,7 @@ def soft_otam(
     *,
     bidirectional: bool = False,
     backend: Optional[str] = None,
+    schedule: Optional[str] = None,
 ) -> torch.Tensor:
     """Soft-OTAM score (TRX / TempCLR formulation) of each cost matrix (differentiable; analytic backward).
 
@@ -354,9 +367,9 @@ def soft_otam(
     padded grid.  With ``bidirectional=True`` the result is OTAM(D) + OTAM(D^T), as used for training.
     D: [..., L, M]; lengths: optional [..., 2] (rows, cols) of each item's real part of D (the free zero column
     follows column cols-1; padding gets exactly zero gradient).  gamma > 0; gamma -> 0 gives the hard OTAM cost
-    (:func:`hard_otam`).  Returns [...] in D's dtype."""
+    (:func:`hard_otam`).  Returns [...] in D's dtype.  schedule: see :func:`soft_dtw`."""
     mode = "otam_both" if bidirectional else "otam"
-    return _score(D, _check_gamma(gamma), passes_for(mode), lengths, backend, False, "soft_otam")
+    return _score(D, _check_gamma(gamma), passes_for(mode), lengths, backend, False, "soft_otam", schedule)
 
 
 def hard_dtw(
@@ -426,16 +439,18 @@ def expected_alignment(
     lengths: Optional[torch.Tensor] = None,
     *,
     backend: Optional[str] = None,
+    schedule: Optional[str] = None,
 ) -> torch.Tensor:
     """Soft alignment matrix: the gradient of the soft score w.r.t. D, [..., L, M] -> [..., L, M].
 
     Entry (l, m) is the probability that the Gibbs distribution over alignments (temperature gamma) passes through
     cell (l, m); as gamma -> 0 it tends to the 0/1 indicator of the optimal path.  mode: "dtw", "otam" or
-    "otam_both" (sum of both directions' alignments, so entries lie in [0, 2]).  Zero outside ``lengths``."""
+    "otam_both" (sum of both directions' alignments, so entries lie in [0, 2]).  Zero outside ``lengths``.
+    schedule: see :func:`soft_dtw`."""
     gamma = _check_gamma(gamma)
     passes = passes_for(mode)
     with torch.enable_grad():
         leaf = D.detach().requires_grad_(True)
-        score = _score(leaf, gamma, passes, lengths, backend, False, "expected_alignment")
+        score = _score(leaf, gamma, passes, lengths, backend, False, "expected_alignment", schedule)
         (grad,) = torch.autograd.grad(score.sum(), leaf)
     return grad

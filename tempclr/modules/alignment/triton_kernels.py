@@ -1,12 +1,13 @@
 """GPU backend: Triton kernels for the alignment recursion of ``grid.py``.
 
-Two schedules (``use_waves``), both sweeping anti-diagonals (cells on one diagonal do not depend on each other;
+Two schedules (``choose_schedule`` picks one by shape; ``schedule=`` of the entry points forces one, for tests
+and benchmarks), both sweeping anti-diagonals (cells on one diagonal do not depend on each other;
 rows of a long diagonal are processed BLOCK at a time, with a barrier between diagonals):
 
-* one program per problem, over its whole grid: for many grids (each problem keeps one SM busy);
-* waves of tiles, for a few large grids: the grid is cut into TILE x TILE tiles; tile (s, c) needs the tiles
-  above, to the left and above-left, so the tiles of one anti-diagonal of tiles (a wave, s + c constant) run as
-  one launch, one program per problem and tile, and the waves run one after the other (the backward in reverse).
+* ``"problems"``: one program per problem, over its whole grid: for many grids (each problem keeps one SM busy);
+* ``"waves"``: waves of tiles, for a few large grids: the grid is cut into TILE x TILE tiles; tile (s, c) needs the
+  tiles above, to the left and above-left, so the tiles of one anti-diagonal of tiles (a wave, s + c constant) run
+  as one launch, one program per problem and tile, and the waves run one after the other (the backward in reverse).
   One 1024 x 1024 grid then keeps up to 16 programs busy instead of one.
 
 The cumulative costs ``R [B, Lg+1, Wg+1]`` (bordered: row/column 0 are +inf, ``R[0, 0] = 0``) stay in global
@@ -31,10 +32,10 @@ import triton.language as tl
 
 from .grid import AlignPass
 
-__all__ = ["triton_scores", "triton_scores_alignment", "triton_matrix", "use_waves"]
+__all__ = ["triton_scores", "triton_scores_alignment", "triton_matrix", "choose_schedule", "SCHEDULES"]
 
 TILE = 64  # rows and columns of a tile in the wave schedule
-WAVES = None  # None: choose by shape (use_waves); True / False: force one schedule (tests)
+SCHEDULES = ("problems", "waves")
 
 
 @triton.jit
@@ -149,14 +150,21 @@ def _n_sm(device: torch.device) -> int:
     return torch.cuda.get_device_properties(device).multi_processor_count
 
 
-def use_waves(B: int, Lg: int, Wg: int, device: torch.device) -> bool:
-    """Whether a call on B grids of Lg x Wg cells runs the waves of tiles (several programs per grid) rather than
-    one program per problem: when the problems alone would leave most SMs idle and each grid has at least two
-    tiles a side.  Not yet tuned on a GPU (none was lent while it was written): benchmarks/gpu_checks.sh times
-    both on the issue's shapes."""
-    if WAVES is not None:
-        return WAVES
-    return 2 * B <= _n_sm(device) and Lg >= 2 * TILE and Wg >= 2 * TILE
+def choose_schedule(B: int, Lg: int, Wg: int, device: torch.device) -> str:
+    """The schedule of a call on B grids of Lg x Wg cells: "waves" (waves of tiles, several programs per grid)
+    when the problems alone would leave most SMs idle and each grid has at least two tiles a side, else
+    "problems" (one program per problem).  Not yet tuned on a GPU (none was lent while it was written):
+    benchmarks/gpu_checks.sh times both on the issue's shapes."""
+    return "waves" if 2 * B <= _n_sm(device) and Lg >= 2 * TILE and Wg >= 2 * TILE else "problems"
+
+
+def _use_waves(schedule: Optional[str], B: int, Lg: int, Wg: int, device: torch.device) -> bool:
+    """Whether the call runs the waves of tiles: ``schedule`` (checked) if given, else ``choose_schedule``."""
+    if schedule is None:
+        schedule = choose_schedule(B, Lg, Wg, device)
+    elif schedule not in SCHEDULES:
+        raise ValueError(f"triton kernels: schedule must be one of {SCHEDULES} or None (by shape); got {schedule!r}")
+    return schedule == "waves"
 
 
 def _waves(Lg: int, Wg: int):
@@ -184,11 +192,12 @@ def _grid_lengths(
 
 
 def triton_scores(
-    D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, align_pass: AlignPass, hard: bool = False
+    D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, align_pass: AlignPass, hard: bool = False,
+    schedule: Optional[str] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """One pass.  D [B, L, M] float32/float64 contiguous on the kernels' device; lengths [B, 2] int64 (rows, cols)
     of D or None (full).  Returns (scores [B], R [B, Lg+1, Wg+1]: the bordered cumulative costs; cells outside
-    each item's lengths stay +inf)."""
+    each item's lengths stay +inf).  schedule: None (by shape) or one of ``SCHEDULES`` to force it."""
     B, L, M = D.shape
     Lg, Wg = align_pass.grid_shape(L, M)
     rows, cols = _grid_lengths(lengths, B, L, M, align_pass, D.device)
@@ -198,7 +207,7 @@ def triton_scores(
     gamma_t = torch.full((1,), float(gamma), dtype=D.dtype, device=D.device)
     args = (D, *_strides(D, align_pass), rows, cols, R, out, gamma_t, Lg, Wg)
     flags = dict(OTAM=align_pass.otam, OFFSET=align_pass.offset, HARD=hard, TILE_SIZE=TILE)
-    if use_waves(B, Lg, Wg, D.device):
+    if _use_waves(schedule, B, Lg, Wg, D.device):
         for wave, s_lo, n_tiles in _waves(Lg, Wg):
             _forward_kernel[(B, n_tiles)](*args, wave, s_lo, BLOCK=_block(TILE), TILED=True, **flags)
         last = align_pass.last_col(cols)
@@ -230,10 +239,12 @@ def _softmin_weights(R: torch.Tensor, gamma: float, align_pass: AlignPass, cols:
 
 
 def triton_scores_alignment(
-    D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, passes: tuple[AlignPass, ...]
+    D: torch.Tensor, lengths: Optional[torch.Tensor], gamma: float, passes: tuple[AlignPass, ...],
+    schedule: Optional[str] = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Sum over ``passes`` of the soft scores [...] and of the expected alignments dScore/dD [..., L, M] of
-    D [..., L, M] (lengths [B, 2] for the flattened leading dims, or None)."""
+    D [..., L, M] (lengths [B, 2] for the flattened leading dims, or None).  schedule: None (by shape) or one of
+    ``SCHEDULES`` to force it (forward and backward)."""
     shape = D.shape
     D = D.reshape(-1, shape[-2], shape[-1])
     B, L, M = D.shape
@@ -241,7 +252,7 @@ def triton_scores_alignment(
     seed = torch.ones(B, dtype=D.dtype, device=D.device)
     total = None
     for align_pass in passes:
-        values, R = triton_scores(D, lengths, gamma, align_pass)
+        values, R = triton_scores(D, lengths, gamma, align_pass, schedule=schedule)
         total = values if total is None else total + values
         Lg, Wg = R.shape[1] - 1, R.shape[2] - 1
         rows, cols = _grid_lengths(lengths, B, L, M, align_pass, D.device)
@@ -249,7 +260,7 @@ def triton_scores_alignment(
         E = torch.empty((B, Lg, Wg), dtype=D.dtype, device=D.device)
         args = (wd, wh, wv, A, *_strides(A, align_pass), rows, cols, seed, E, Lg, Wg)
         flags = dict(OTAM=align_pass.otam, OFFSET=align_pass.offset, TILE_SIZE=TILE)
-        if use_waves(B, Lg, Wg, D.device):
+        if _use_waves(schedule, B, Lg, Wg, D.device):
             for wave, s_lo, n_tiles in reversed(list(_waves(Lg, Wg))):
                 _backward_kernel[(B, n_tiles)](*args, wave, s_lo, BLOCK=_block(TILE), TILED=True, **flags)
         else:
