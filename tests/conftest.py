@@ -27,6 +27,33 @@ def pytest_runtest_makereport(item, call):
 
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_WARMUP = os.path.join(os.path.dirname(os.path.abspath(__file__)), "numba_warmup.py")
+_warmups: list = []
+
+
+def pytest_sessionstart(session):
+    """Compile the numba alignment kernels (one process per dtype, numba_warmup.py) while pytest collects: on a
+    fresh clone that takes minutes, which would otherwise land on the first test that calls a kernel.  Later
+    sessions load them from numba's cache.  TEMPCLR_NUMBA_WARMUP=0 skips it."""
+    import subprocess
+    import sys
+
+    if os.environ.get("TEMPCLR_NUMBA_WARMUP", "1") == "0" or not os.path.isfile(_WARMUP):
+        return
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH")) if p))
+    for dtype in ("float32", "float64"):
+        _warmups.append(subprocess.Popen([sys.executable, _WARMUP, dtype], cwd=ROOT, env=env,
+                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _numba_kernels_compiled():
+    """Wait for the warm-up of :func:`pytest_sessionstart` (a session fixture: not part of any test's time)."""
+    for process in _warmups:
+        output = process.communicate()[0].decode(errors="replace")
+        if process.returncode != 0:
+            raise RuntimeError(f"compiling the alignment kernels failed ({' '.join(process.args)}):\n{output}")
+    _warmups.clear()
 WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "crack", "the", "eggs", "into", "a", "bowl", "now",
          "whisk", "add", "flour", "and", "milk", "pour", "batter", "pan", "flip", "pancake", "serve", "##s"]
 

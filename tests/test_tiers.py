@@ -23,6 +23,7 @@ def test_sleepy():
 def test_sleepy_but_slow_tier():
     time.sleep(0.6)
 """)
+    monkeypatch.setenv("TEMPCLR_NUMBA_WARMUP", "0")
     monkeypatch.setenv("TEMPCLR_TEST_TIME_LIMIT", "0.3")
     result = pytester.runpytest_subprocess("-q")
     result.assert_outcomes(passed=2, failed=1)
