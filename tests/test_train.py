@@ -14,8 +14,8 @@ from conftest import ROOT, small_demo_config
 
 
 
-def launch(config):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+def launch(config, **env_vars):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **env_vars)
     return subprocess.run([sys.executable, "locallaunch.py", config, "--jobtype", "local_single"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
 
@@ -43,7 +43,7 @@ def test_two_updates_through_the_launcher(tmp_path, small_demo):
     config = tmp_path / "two_updates.yaml"
     config.write_text(f"includes: {small_demo_config(tmp_path, small_demo, save_dir)}\nfairseq:\n"
                       "  optimization:\n    max_update: 2\n  dataset:\n    disable_validation: true\n")
-    run = launch(str(config))
+    run = launch(str(config), OMP_NUM_THREADS="1")  # a model this small trains fastest on one thread
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     log = run.stdout + run.stderr
     assert "launching fairseq-train" in log and updates_logged(log)[-1] == 2
