@@ -260,7 +260,8 @@ def test_what_cannot_run_exits_non_zero(tmp_path, s3d_checkpoint, capsys):
     assert not fdir.exists()
 
     for flags, message in ((["--split", "3/3"], "need n >= 1 and 0 <= i < n"), (["--type", "2d"], "only s3d"),
-                           (["--size", "15"], "must be an even number")):
+                           (["--size", "15"], "must be an even number"),
+                           (["--colour", "bt601"], "invalid choice: 'bt601'")):
         with pytest.raises(SystemExit) as stop:
             main(base + ["--s3d_checkpoint", s3d_checkpoint] + flags)
         assert stop.value.code == 2 and message in capsys.readouterr().err

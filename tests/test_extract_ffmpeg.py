@@ -114,6 +114,32 @@ def test_exact_colour_honours_chroma_siting(tmp_path):
     np.testing.assert_array_equal(exact[0, 0], expected[:, 12:44])
 
 
+def test_extract_features_passes_the_colour_mode_to_the_reader(tmp_path):
+    import torch
+
+    from tempclr.processors.models.s3dg import S3D
+    from tempclr_cli.extract import extract_features, plan_videos
+
+    torch.manual_seed(0)
+    model = S3D(None).eval()
+    vdir = tmp_path / "videos"
+    vdir.mkdir()
+    source(vdir / "left.mp4", "64x36", "25", 0.5)
+    rows, pixels = {}, {}
+    for colour in ("ffmpeg", "exact"):
+        fdir = tmp_path / colour
+        extract_features(plan_videos(str(vdir), str(fdir)), model, size=16, progress=False, colour=colour,
+                         half_precision=False)
+        rows[colour] = np.load(fdir / "left.npy")
+        pixels[colour] = read_clips(str(vdir / "left.mp4"), size=16, colour=colour)
+        clips = torch.from_numpy(pixels[colour])
+        with torch.inference_mode():
+            raw = model(clips.permute(0, 4, 1, 2, 3).float() / 255)["video_embedding"]
+        np.testing.assert_allclose(rows[colour], (raw / raw.norm(dim=1, keepdim=True)).numpy(), rtol=0, atol=1e-6)
+    assert np.abs(pixels["ffmpeg"].astype(int) - pixels["exact"]).max() > 2      # the two modes' inputs differ
+    assert (rows["ffmpeg"] != rows["exact"]).any()
+
+
 # --- slow tier: the full grid of video kinds -------------------------------------------------------------------
 
 def write_vfr(path) -> str:
