@@ -12,15 +12,24 @@ noise so the encoder cannot cheat):
 - **matmul FLOP/s**: the best of several fp32 ``n x n`` matmuls (``--matmul-n``, 2 n^3 FLOPs each), the machine's
   practical compute bound; the S3D row's achieved FLOP/s is divided by it.
 
+The decoder is timed with the default colour conversion (ffmpeg's scale filter) and with ``colour="exact"``.
+``--baseline REV`` also times the decoder of git revision ``REV`` (its ``tempclr/processors/videoreader.py``,
+loaded into a temporary module) on the same video, alternating with the current one, so the two decode rates come
+from one run on one machine; ``--decode-only`` skips S3D and the matmul.
+
 Prints a markdown table.  Usage::
 
-    python benchmarks/bench_extract.py [--device cpu|cuda] [--batch 4] [--reps 3] [--seconds 20]
+    python benchmarks/bench_extract.py [--device cpu|cuda] [--batch 4] [--reps 3] [--seconds 20] \
+        [--baseline f438abd] [--decode-only]
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import subprocess
 import sys
+import types
 import tempfile
 import time
 
@@ -40,18 +49,29 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def decode_rate(path: str, reps: int) -> tuple[float, float]:
-    """(video-seconds decoded per second, video seconds), best of ``reps``."""
-    best = float("inf")
-    seconds = 0.0
+def reader_at(revision: str):
+    """``VideoClipReader`` of git revision ``revision``, loaded from ``git show`` into a temporary module."""
+    source = subprocess.run(["git", "-C", ROOT, "show", f"{revision}:tempclr/processors/videoreader.py"],
+                            capture_output=True, text=True, check=True).stdout
+    module = types.ModuleType(f"videoreader_{revision}")
+    exec(compile(source, f"{revision}:tempclr/processors/videoreader.py", "exec"), module.__dict__)
+    return module.VideoClipReader
+
+
+def decode_rates(path: str, reps: int, readers: dict) -> dict:
+    """``{name: (video-seconds decoded per second, video seconds)}``, best of ``reps`` per reader; the readers
+    take turns in each repetition, so a change in the machine's load reaches all of them."""
+    best = {name: float("inf") for name in readers}
+    seconds = {}
     for _ in range(reps):
-        reader = VideoClipReader(path, clips_per_chunk=8, threads=1)
-        start = time.perf_counter()
-        for _ in reader:
-            pass
-        best = min(best, time.perf_counter() - start)
-        seconds = reader.seconds
-    return seconds / best, seconds
+        for name, reader_class in readers.items():
+            reader = reader_class(path, clips_per_chunk=8, threads=1)
+            start = time.perf_counter()
+            for _ in reader:
+                pass
+            best[name] = min(best[name], time.perf_counter() - start)
+            seconds[name] = reader.seconds
+    return {name: (seconds[name] / best[name], seconds[name]) for name in readers}
 
 
 def s3d_flops_per_clip(model: S3D, device: torch.device) -> float:
@@ -103,6 +123,8 @@ def main(argv=None) -> int:
     parser.add_argument("--height", type=int, default=360)
     parser.add_argument("--matmul-n", type=int, default=2048)
     parser.add_argument("--bf16", action="store_true", help="also time S3D under bf16 autocast")
+    parser.add_argument("--baseline", default=None, help="git revision whose decoder is timed beside this one")
+    parser.add_argument("--decode-only", action="store_true", help="time decoding only (no S3D, no matmul)")
     args = parser.parse_args(argv)
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -115,12 +137,24 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as folder:
         path = write_video(os.path.join(folder, "bench.mp4"), 25, args.width, args.height, args.seconds * 25,
                            frame=frame, pix_fmt="yuv420p", lossless=False)
-        decode, seconds = decode_rate(path, args.reps)
+        readers = {"this tree": VideoClipReader,
+                   "this tree, --colour exact": functools.partial(VideoClipReader, colour="exact")}
+        if args.baseline:
+            readers[args.baseline] = reader_at(args.baseline)
+        decoded = decode_rates(path, args.reps, readers)
+    label = "decode (PyAV, 1 thread, %dx%d 25 fps -> 30 fps 224 crop" % (args.width, args.height)
+    rows = [(f"{label}, {name})", rate, None) for name, (rate, _) in decoded.items()]
+    seconds = decoded["this tree"][1]
+    if args.decode_only:
+        print(f"decoded video {seconds:.0f} s (frames/s = video-s/s x 30)")
+        print("| stage | video-s / s | frames / s |")
+        print("|---|---|---|")
+        for name, value, _ in rows:
+            print(f"| {name} | {value:.2f} | {30 * value:.0f} |")
+        return 0
     model = S3D(None).to(device).eval()
     flops = s3d_flops_per_clip(model, device)
     peak = matmul_flops(device, args.matmul_n, max(args.reps, 5))
-    rows = [("decode (PyAV, 1 thread, %dx%d 25 fps -> 30 fps 224 crop)" % (args.width, args.height), decode,
-             None)]
     rate = s3d_rate(model, device, args.batch, args.reps, torch.float32)
     rows.append((f"S3D fp32, batch {args.batch}, {device}", rate, rate * flops))
     if args.bf16:

@@ -29,6 +29,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--strict", action="store_true", help="exit with status 3 when any video failed")
     parser.add_argument("--size", type=int, default=224,
                         help="crop side; keep 224 for the released S3D (other sizes: tests and benchmarks)")
+    parser.add_argument("--colour", choices=("ffmpeg", "exact"), default="ffmpeg",
+                        help="RGB conversion: ffmpeg (default; the original extractor's: chroma siting ignored, as "
+                             "ffmpeg's scale filter does) or exact (the stream's chroma siting honoured)")
     parser.add_argument("--no_progress", action="store_true", help="no tqdm bar")
     return parser
 
@@ -65,7 +68,8 @@ def main(argv: Optional[list[str]] = None) -> int:
           f"{args.num_decoding_thread} decoding threads)", file=sys.stderr)
     summary = extract_features(videos, model, batch_size=args.batch_size, l2_normalize=bool(args.l2_normalize),
                                half_precision=bool(args.half_precision), num_decoding_thread=args.num_decoding_thread,
-                               size=args.size, error_log=error_log, progress=False if args.no_progress else None)
+                               size=args.size, error_log=error_log, progress=False if args.no_progress else None,
+                               colour=args.colour)
     print(summary.line())
     if summary.failed:
         print(f"{len(summary.failed)} failed videos are listed in {error_log}; fix or remove them and run the "

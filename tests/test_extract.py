@@ -34,27 +34,32 @@ def s3d(s3d_checkpoint) -> S3D:
     return load_s3d(s3d_checkpoint)
 
 
-def on_screen_index(k: int, fps) -> int:
-    """The input frame on screen at output time k / 30: the largest j with j / fps <= k / 30."""
+def nearest_tick(t) -> int:
+    """``t * 30`` rounded to the nearest integer, halves up (ffmpeg's fps filter, ``AV_ROUND_NEAR_INF``)."""
+    return math.floor(Fraction(t) * 30 + Fraction(1, 2))
+
+
+def shown_index(k: int, fps) -> int:
+    """The input frame ffmpeg's fps=30 filter shows at output tick k: the last j whose nearest tick is <= k."""
     j = 0
-    while Fraction(j + 1) / Fraction(fps) <= Fraction(k, 30):
+    while nearest_tick(Fraction(j + 1) / Fraction(fps)) <= k:
         j += 1
     return j
 
 
 @pytest.mark.parametrize("fps, n_frames", [(25, 38), (NTSC, 45), (50, 40)])
-def test_resampling_to_30_fps_shows_the_frame_on_screen(tmp_path, fps, n_frames):
+def test_resampling_to_30_fps_shows_the_frame_at_the_nearest_tick(tmp_path, fps, n_frames):
     path = write_video(str(tmp_path / "gray.mp4"), fps, 48, 32, n_frames)
     clips = read_clips(path, size=16)
     duration = Fraction(n_frames) / Fraction(fps)
-    n_out = math.ceil(duration * 30)
+    n_out = nearest_tick(duration)      # the stream ends at the last frame's end, rounded to the nearest tick
     assert clips.shape == (math.ceil(n_out / 30), 30, 16, 16, 3)
     frames = clips.reshape(-1, 16, 16, 3).astype(np.int32)
     levels = np.round(frames.mean(axis=(1, 2, 3)) / 5).astype(int)
-    assert levels[:n_out].tolist() == [on_screen_index(k, fps) for k in range(n_out)]
+    assert levels[:n_out].tolist() == [shown_index(k, fps) for k in range(n_out)]
     assert np.abs(frames[:n_out] - 5 * levels[:n_out, None, None, None]).max() <= 1   # uniform frames
     assert not frames[n_out:].any()                                                   # zero padding
-    assert clips.shape[0] == math.ceil(duration)
+    assert clips.shape[0] == math.ceil(n_out / 30)
 
 
 def bands(axis: int, first: int, last: int):
@@ -115,8 +120,8 @@ def test_features_equal_s3d_on_the_decoded_clips_across_batches(tmp_path, s3d):
     plan = plan_videos(str(vdir), str(fdir))
     summary = extract_features(plan, s3d, batch_size=3, num_decoding_thread=2, size=16, progress=False)
     assert sorted(summary.done) == sorted(v for v, _ in plan) and not summary.failed
-    # seconds of video: the resampled frames / 30, i.e. ceil(30 * n / fps) / 30
-    assert summary.video_seconds == pytest.approx((30 + math.ceil(30 * 45 / NTSC) + 72) / 30)
+    # seconds of video: the resampled frames / 30, the end rounded to the nearest 1/30 s (45.045 -> 45 for two)
+    assert summary.video_seconds == pytest.approx((30 + 45 + 72) / 30)
     for name, rows in (("one", 1), ("two", 2), ("three", 3)):
         features = np.load(fdir / f"{name}.npy")
         assert features.shape == (rows, 512) and features.dtype == np.float16
@@ -157,7 +162,7 @@ def test_cli_at_224_with_corrupt_files_logged_and_skipped(tmp_path, s3d_checkpoi
     assert logged[str(vdir / "corrupt.mp4")].startswith("cannot open (InvalidDataError")
     for name in ("corrupt.mp4", "truncated.mp4", "audio_only.wav", "empty.mkv"):
         assert f"failed: {vdir / name}: " in err
-    assert "done 2, skipped 0 (features exist), failed 4; 2.5 s of video" in out   # (30 + 46) / 30 s
+    assert "done 2, skipped 0 (features exist), failed 4; 2.5 s of video" in out   # (30 + 45) / 30 s
     assert rc == 0
     # --strict: the same failures (features of the good videos exist now, so they are skipped) give status 3
     rc = main(["--vdir", str(vdir), "--fdir", str(fdir), "--s3d_checkpoint", s3d_checkpoint, "--strict",
@@ -255,7 +260,8 @@ def test_what_cannot_run_exits_non_zero(tmp_path, s3d_checkpoint, capsys):
     assert not fdir.exists()
 
     for flags, message in ((["--split", "3/3"], "need n >= 1 and 0 <= i < n"), (["--type", "2d"], "only s3d"),
-                           (["--size", "15"], "must be an even number")):
+                           (["--size", "15"], "must be an even number"),
+                           (["--colour", "bt601"], "invalid choice: 'bt601'")):
         with pytest.raises(SystemExit) as stop:
             main(base + ["--s3d_checkpoint", s3d_checkpoint] + flags)
         assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -5,14 +5,16 @@
     tempclr-extract --vdir videos/ --fdir data/feat/feat_how2_s3d --type s3d \\
         [--batch_size 32] [--half_precision 1] [--l2_normalize 1] [--num_decoding_thread 4] \\
         [--s3d_checkpoint pretrained_models/s3d_howto100m.pth] [--split i/n] [--device auto|cpu|cuda[:k]] [--strict]
+        [--colour ffmpeg|exact]
 
 Videos: every file of ``--vdir`` and of its direct sub-folders (hidden files and ``--fdir`` excluded), sorted by
 path; ``--split i/n`` keeps the i-th of n contiguous parts (i from 0), for n machines.  Each video gives
 ``<fdir>/<file stem>.npy``, ``[ceil(seconds), 512]`` float16 (float32 with ``--half_precision 0``), row ``s``
-covering seconds ``[s, s + 1)``: the video decoded with PyAV in a stream (see
-:mod:`tempclr.processors.videoreader`: 30 fps, short side 224, centre crop, 30-frame clips, the last one padded
-with black frames), S3D's ``video_embedding`` per clip, L2-normalised (``--l2_normalize 0`` keeps the raw
-embedding).
+covering seconds ``[s, s + 1)`` of the file: the video decoded with PyAV in a stream into the frames the original
+extractor's ffmpeg command gave (see :mod:`tempclr.processors.videoreader`: ffmpeg's ``fps=30`` rule, the file's
+timeline, rotation applied, short side 224 bicubic, centre crop, 30-frame clips, the last one padded with black
+frames), S3D's ``video_embedding`` per clip, L2-normalised (``--l2_normalize 0`` keeps the raw embedding).
+``--colour exact`` converts to RGB honouring the stream's chroma siting (the original's scale filter ignores it).
 
 Decoding runs in ``--num_decoding_thread`` threads (one video each, a bounded queue of chunks of
 ``--batch_size`` clips, so memory does not grow with video length); S3D runs in the main thread on batches of up
@@ -169,7 +171,7 @@ _EXIT = object()
 
 
 def _decode_worker(jobs: "queue.Queue", out: "queue.Queue", stop: threading.Event, size: int,
-                   clips_per_chunk: int) -> None:
+                   clips_per_chunk: int, colour: str = "ffmpeg") -> None:
     """Take video indices from ``jobs``; put ``("chunk", i, clips)``, then ``("done", i, seconds)`` or
     ``("failed", i, reason)`` on ``out``; ``_EXIT`` when there are no more jobs."""
     from tempclr.processors.videoreader import VideoClipReader, VideoDecodeError
@@ -188,7 +190,7 @@ def _decode_worker(jobs: "queue.Queue", out: "queue.Queue", stop: threading.Even
             index, path = jobs.get_nowait()
         except queue.Empty:
             break
-        reader = VideoClipReader(path, size=size, clips_per_chunk=clips_per_chunk, threads=0)
+        reader = VideoClipReader(path, size=size, clips_per_chunk=clips_per_chunk, threads=0, colour=colour)
         try:
             for chunk in reader:
                 if not put(("chunk", index, chunk)):
@@ -205,20 +207,26 @@ def _decode_worker(jobs: "queue.Queue", out: "queue.Queue", stop: threading.Even
 
 def extract_features(videos: Sequence[tuple[str, str]], model, batch_size: int = 32, l2_normalize: bool = True,
                      half_precision: bool = True, num_decoding_thread: int = 4, size: int = 224,
-                     error_log: Optional[str] = None, progress: Optional[bool] = None) -> ExtractSummary:
+                     error_log: Optional[str] = None, progress: Optional[bool] = None,
+                     colour: str = "ffmpeg") -> ExtractSummary:
     """Extract ``videos`` (``[(video_path, feature_path)]``) with the S3D ``model`` (on its device, eval mode).
 
     Feature files that exist are skipped; the others are written atomically as ``[n_clips, 512]`` float16
     (float32 without ``half_precision``).  Per-video failures go to the summary, stderr and ``error_log``.
     ``progress``: tqdm bar on stderr (None: only on a terminal).  ``size`` other than 224 is for tests and
-    benchmarks only (the released S3D saw 224 x 224 crops)."""
+    benchmarks only (the released S3D saw 224 x 224 crops).  ``colour``: ``"ffmpeg"`` (the original's conversion)
+    or ``"exact"`` (chroma siting honoured), see :class:`tempclr.processors.videoreader.VideoClipReader`."""
     from tqdm import tqdm
 
     from tempclr.processors.models.s3dg import s3d_embed
     from tempclr.utils.fileio import save_npy_atomic
 
+    from tempclr.processors.videoreader import COLOUR_MODES
+
     if batch_size < 1 or num_decoding_thread < 1:
         raise ValueError(f"batch_size and num_decoding_thread must be >= 1, got {batch_size}, {num_decoding_thread}")
+    if colour not in COLOUR_MODES:
+        raise ValueError(f"colour must be one of {', '.join(COLOUR_MODES)}, got {colour!r}")
     summary = ExtractSummary()
     log = _ErrorLog(error_log) if error_log else None
     todo = []
@@ -238,8 +246,8 @@ def extract_features(videos: Sequence[tuple[str, str]], model, batch_size: int =
         jobs.put((index, video))
     out: queue.Queue = queue.Queue(maxsize=2 * num_decoding_thread)
     stop = threading.Event()
-    workers = [threading.Thread(target=_decode_worker, args=(jobs, out, stop, size, batch_size), daemon=True,
-                                name=f"decode-{k}") for k in range(min(num_decoding_thread, len(todo)))]
+    workers = [threading.Thread(target=_decode_worker, args=(jobs, out, stop, size, batch_size, colour),
+                                daemon=True, name=f"decode-{k}") for k in range(min(num_decoding_thread, len(todo)))]
     for worker in workers:
         worker.start()
     parts: dict[int, list[np.ndarray]] = {}
