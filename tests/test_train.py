@@ -14,8 +14,8 @@ from conftest import ROOT, small_demo_config
 
 
 
-def launch(config, **env_vars):
-    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false", **env_vars)
+def launch(config):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     return subprocess.run([sys.executable, "locallaunch.py", config, "--jobtype", "local_single"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=600)
 
@@ -36,17 +36,22 @@ def train_losses(log):
             re.findall(r"\| train_inner \|.*?\b(loss=[-\d.e]+).*?num_updates=(\d+)", log)}
 
 
-def test_two_updates_through_the_launcher(tmp_path, small_demo):
-    """The default tier's training run: locallaunch -> fairseq-train, two updates, a checkpoint that holds the
-    model; resume and the losses are checked by the slow tier below."""
+def test_two_updates_through_the_launcher(tmp_path, small_demo, monkeypatch, capfd):
+    """The default tier's training run: the launcher (``locallaunch.py``'s ``main``, in this process) starts a
+    real fairseq-train for two updates and it writes a checkpoint that holds the model; resume and the losses are
+    checked by the slow tier below."""
+    from tempclr_cli.launch import main as launch_main
+
     save_dir = tmp_path / "save"
     config = tmp_path / "two_updates.yaml"
     config.write_text(f"includes: {small_demo_config(tmp_path, small_demo, save_dir)}\nfairseq:\n"
                       "  optimization:\n    max_update: 2\n  dataset:\n    disable_validation: true\n")
-    run = launch(str(config), OMP_NUM_THREADS="1")  # a model this small trains fastest on one thread
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    log = run.stdout + run.stderr
-    assert "launching fairseq-train" in log and updates_logged(log)[-1] == 2
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a model this small trains fastest on one thread
+    assert launch_main([str(config), "--jobtype", "local_single"]) == 0
+    out, err = capfd.readouterr()
+    log = out + err
+    assert "launching fairseq-train" in log and updates_logged(log)[-1] == 2, log[-3000:]
     state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=True)
     assert state["optimizer_history"][-1]["num_updates"] == 2
     assert any(k.startswith("mmmodel.video_encoder.") for k in state["model"])
