@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
@@ -41,6 +40,7 @@ import numpy as np
 
 from tempclr.utils.config_schema import cfg_get, dataset_setting
 from tempclr.utils.registry import register
+from tempclr.utils.safe_pickle import load_pickle
 
 from .crosstask_release import read_assignment, read_step_sequence, read_task_info, split_vids
 from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, TextProcessor, VideoProcessor, require_file
@@ -269,8 +269,7 @@ def _use_annotation_text(config: Any) -> bool:
 
 
 def _load_pickle_records(pkl_path: str) -> List[Dict[str, Any]]:
-    with open(pkl_path, "rb") as f:
-        records = pickle.load(f)
+    records = load_pickle(pkl_path)
     if not isinstance(records, (list, tuple)) or not all(isinstance(r, dict) and "id" in r for r in records):
         raise ValueError(f"{pkl_path} (dataset.test_path): expected a list of dicts with an 'id' key (and "
                          f"'caption'), got {type(records).__name__}; {YOUCOOK_HOW}")

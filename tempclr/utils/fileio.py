@@ -174,7 +174,8 @@ def load_captions(caption_path: str) -> dict[str, Any]:
     """``id -> {"start", "end", "text"}`` from a ``.json`` or ``.pkl`` caption file (values may be json strings,
     as the caption dedup step writes them).  Shared by the dedup step and the pretokenisation."""
     import json
-    import pickle
+
+    from .safe_pickle import load_pickle
 
     if not os.path.isfile(caption_path):
         raise FileNotFoundError(f"caption file not found: {caption_path}")
@@ -182,8 +183,7 @@ def load_captions(caption_path: str) -> dict[str, Any]:
         with open(caption_path, encoding="utf-8") as f:
             captions = json.load(f)
     elif caption_path.endswith(".pkl"):
-        with open(caption_path, "rb") as f:
-            captions = pickle.load(f)
+        captions = load_pickle(caption_path)
     else:
         raise ValueError(f"{caption_path}: caption file must end in .json or .pkl")
     if not isinstance(captions, dict):
