@@ -39,6 +39,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import numpy as np
 
 from tempclr.utils.config_schema import cfg_get, dataset_setting
+from tempclr.utils.fileio import check_name
 from tempclr.utils.registry import register
 from tempclr.utils.safe_pickle import load_pickle
 
@@ -254,7 +255,7 @@ def _split_record_id(record_id: Any, pkl_path: str, index: int) -> Tuple[str, in
     if not video_id or not clip.isdigit():
         raise ValueError(f"{pkl_path}: record {index} has id {record_id!r}; expected '<youtube_id>_<clip_index>' "
                          "with a non-negative integer clip index")
-    return video_id, int(clip)
+    return check_name(video_id, pkl_path, index, "video id (of the record id)"), int(clip)
 
 
 def _use_annotation_text(config: Any) -> bool:

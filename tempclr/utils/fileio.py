@@ -13,6 +13,43 @@ import tempfile
 from typing import Any, Callable, Iterator
 
 
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a file name inside a folder, or None: it must be a non-empty string without a path
+    separator, NUL or other control character, and not ``.`` or ``..`` (so joined to a folder it names a file
+    directly in it, never one elsewhere)."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if not name:
+        return "is empty"
+    if name in (".", ".."):
+        return "is a relative folder reference"
+    if "\0" in name:
+        return "holds a NUL character"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds a control character"
+    separators = {sep for sep in (os.sep, os.altsep, "/") if sep}
+    if any(sep in name for sep in separators):
+        return "is an absolute path" if os.path.isabs(name) else "holds a path separator"
+    return None
+
+
+def check_name(name: object, source: str, row: object, what: str = "id") -> str:
+    """``name`` (an id read from row ``row`` of ``source``; None for a file without rows) when it can name a file
+    inside a folder; else a ``ValueError`` naming the file, the row and the fix."""
+    problem = name_problem(name)
+    if problem is not None:
+        where = source if row is None else f"{source}, row {row}"
+        raise ValueError(f"{where}: {what} {name!r} {problem}; ids name files inside a folder, so they may not "
+                         "hold '/', '..', an absolute path or NUL: fix the id")
+    return name  # type: ignore[return-value]
+
+
+def contained_path(folder: str, name: object, source: str, row: object, what: str = "id") -> str:
+    """``<folder>/<name>`` for ``name`` read from row ``row`` of ``source``, after :func:`check_name`: the result
+    is always a direct child of ``folder``."""
+    return os.path.join(folder, check_name(name, source, row, what))
+
+
 def umask_mode(directory: bool = False) -> int:
     """The permissions a plain ``open()`` / ``os.mkdir()`` would give under the process umask (``0o644`` /
     ``0o755`` for the usual 022).  Temp files and folders are created private (0600 / 0700); what the atomic
