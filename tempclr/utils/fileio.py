@@ -5,6 +5,7 @@ Everything tempclr writes (configs, shards, predictions, metrics, pictures, demo
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pickle
@@ -95,14 +96,16 @@ def atomic_path(path: str, suffix: str = ".tmp", durable: bool = False) -> Itera
     moved onto ``path`` with ``os.replace``, when it fails the temp file is removed.  ``suffix`` matters to
     writers that look at the name (``np.save`` adds ``.npy`` otherwise).  With ``durable`` the temp file is
     fsync'd before the rename and the folder after it, so that a machine crash, not only a killed process, finds
-    either the old file or the whole new one."""
+    either the old file or the whole new one.  The temp file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``
+    (``mkstemp``); writers open it with :func:`open_temp`, which refuses a symbolic link put in its place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=temp_name_prefix(path), suffix=suffix)
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, umask_mode())
+        with open_temp(tmp, "ab") as f:  # its mode, set on the file itself, never through a link
+            os.fchmod(f.fileno(), umask_mode())
         if durable:
             fsync_file(tmp)
         os.replace(tmp, path)
@@ -114,27 +117,49 @@ def atomic_path(path: str, suffix: str = ".tmp", durable: bool = False) -> Itera
         raise
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_temp(tmp: str, mode: str = "wb", encoding: str | None = None):
+    """Open :func:`atomic_path`'s temp file ``tmp`` for writing without following a symbolic link: ``mkstemp``
+    created it (``O_CREAT | O_EXCL | O_NOFOLLOW``), and a link put in its place since then is refused, naming it,
+    so no other file is written through it."""
+    try:
+        return open(tmp, mode, encoding=encoding, opener=_open_nofollow)
+    except OSError as error:
+        if error.errno == errno.ELOOP or os.path.islink(tmp):
+            raise OSError(error.errno, f"{tmp}: the temp file was replaced by a symbolic link (to "
+                                       f"{os.readlink(tmp)!r}) while tempclr wrote it; nothing was written through "
+                                       "it. Check who else writes in that folder") from None
+        raise
+
+
+def _open_nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | _NOFOLLOW)
+
+
 def copy_file_atomic(src: str, dst: str, suffix: str = ".tmp") -> str:
     """Copy ``src`` to ``dst`` through a temp file beside ``dst``, fsync'd, then ``os.replace``: ``dst`` is the
     old file or the whole copy, never a part (``shutil.copyfile`` truncates ``dst`` first and then fills it, so
     a process killed during it leaves a short file under the final name).  Returns ``dst``."""
-    with atomic_path(dst, suffix=suffix, durable=True) as tmp:
-        shutil.copyfile(src, tmp)
+    with atomic_path(dst, suffix=suffix, durable=True) as tmp, open(src, "rb") as source, \
+            open_temp(tmp) as target:
+        shutil.copyfileobj(source, target, 1 << 20)
     return dst
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open_temp(tmp, "w", encoding="utf-8") as f:
         f.write(text)
 
 
 def write_json_atomic(path: str, payload: Any, default: Callable[[Any], Any] | None = None) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open_temp(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2, default=default)
 
 
 def write_pickle_atomic(path: str, obj: Any) -> None:
-    with atomic_path(path, suffix=".pkl") as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, suffix=".pkl") as tmp, open_temp(tmp) as f:
         pickle.dump(obj, f, protocol=4)
 
 
@@ -165,7 +190,7 @@ def save_npy_atomic(path: str, array) -> None:
     """``np.save`` (no pickles) through a temp file."""
     import numpy as np
 
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, suffix=".npy") as tmp, open_temp(tmp) as f:
         np.save(f, array, allow_pickle=False)
 
 
