@@ -6,14 +6,13 @@ criterion ``mmloss``, and makes every checkpoint file fairseq writes appear only
 (kernels, metrics, processors) it does not pay for importing fairseq; call :func:`register_fairseq` to register
 the plugin in a process that drives fairseq itself.
 """
-import argparse
 import sys
 
-import torch
+from .utils.safe_pickle import allow_in_torch
 
-# fairseq's legacy tasks store argparse.Namespace in checkpoints; torch >= 2.6 loads with weights_only=True,
-# which rejects it, so resuming would fail without this.
-torch.serialization.add_safe_globals([argparse.Namespace])
+# fairseq's legacy tasks store argparse.Namespace (and numpy scalars, OrderedDict) in checkpoints; fairseq's resume
+# loads them with torch's default, weights_only=True, which admits them only when allowed.
+allow_in_torch()
 
 
 def register_fairseq() -> None:
@@ -23,7 +22,9 @@ def register_fairseq() -> None:
     from .models import fairseqmmmodel  # noqa: F401
     from .tasks import fairseqmmtask  # noqa: F401
     from .tasks.fairseq_checkpoint_io import install_atomic_checkpoint_writes
+    from .utils.safe_pickle import require_weights_only_default
 
+    require_weights_only_default()
     install_atomic_checkpoint_writes()
 
 

@@ -37,8 +37,8 @@ from typing import Any, Dict, List, Optional
 
 from omegaconf import OmegaConf
 
-from tempclr.utils.fileio import write_text_atomic
-from tempclr.utils.load_config import cfg_get, load_config
+from tempclr.utils.fileio import check_name, write_text_atomic
+from tempclr.utils.load_config import cfg_get, load_config, read_config
 
 from .localjob import CPU_DDP_BACKENDS, _replace_flag, fairseq_flags, resolve_job_type, train_command, world_size
 
@@ -49,6 +49,15 @@ SETTINGS = INT_KEYS + STR_KEYS + ("requeue", "setup")
 # sbatch directive of each setting that maps one to one
 DIRECTIVES = (("cpus_per_task", "cpus-per-task"), ("mem", "mem"), ("time", "time"), ("partition", "partition"),
               ("account", "account"), ("qos", "qos"), ("constraint", "constraint"))
+
+
+def _control_free(name: str, value: str) -> str:
+    """``value`` when it holds no newline or other control character (it is written into the sbatch script,
+    where a newline would start a directive or command of its own); else a ``ValueError`` naming ``name``."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in value):
+        raise ValueError(f"{name}: {value!r} holds a newline or another control character; it goes into the sbatch "
+                         "script, where that would start a line of its own: remove it")
+    return value
 
 
 def slurm_settings(config: Any, job_type: str, overrides: Optional[Dict[str, Any]] = None,
@@ -76,6 +85,15 @@ def slurm_settings(config: Any, job_type: str, overrides: Optional[Dict[str, Any
                 raise ValueError(f"{name}: must be a non-negative integer, got {value!r}")
             if key == "setup" and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
                 raise ValueError(f"{name}: must be a list of shell lines, got {value!r}")
+            if key == "setup":  # shell lines by design, one line each
+                for index, line in enumerate(value):
+                    _control_free(f"{name}[{index}]", line)
+            if key in STR_KEYS:
+                if isinstance(value, bool) or not isinstance(value, (str, int)):
+                    raise ValueError(f"{name}: must be a string, got {value!r}")
+                value = _control_free(name, str(value))
+            if key == "job_name":  # names <save_dir>/slurm/<job_name>.sbatch
+                check_name(value, name, None, "value")
             settings[key] = value
     if settings["nodes"] < 1:
         raise ValueError(f"{config_file}: slurm.nodes must be at least 1")
@@ -88,7 +106,9 @@ def slurm_settings(config: Any, job_type: str, overrides: Optional[Dict[str, Any
                          f"slurm.gpus_per_node ({settings['gpus_per_node']}): one rank per GPU")
     if settings["ranks_per_node"] < 1:
         raise ValueError(f"{config_file}: slurm.ranks_per_node must be at least 1")
-    settings.setdefault("job_name", os.path.splitext(os.path.basename(config_file))[0])
+    if "job_name" not in settings:
+        settings["job_name"] = _control_free(f"{config_file}: the job name (the config file's name; set "
+                                             "slurm.job_name)", os.path.splitext(os.path.basename(config_file))[0])
     return settings
 
 
@@ -99,7 +119,8 @@ class SlurmJob:
                  overrides: Optional[Dict[str, Any]] = None):
         self.config_file = config_file
         self.dryrun = dryrun
-        self.config = load_config(config_file=config_file, dryrun=dryrun)
+        # read only: save_dir and its config.yaml are written once every setting has been checked
+        self.config = read_config(config_file=config_file)
         self.job_type = resolve_job_type(self.config, job_type, config_file)
         if not self.job_type.startswith("slurm"):
             raise ValueError(f"{config_file}: job type {self.job_type} is not a SLURM job")
@@ -113,6 +134,10 @@ class SlurmJob:
                              f"{self.settings['ranks_per_node']} ranks = {self.world_size}; make them agree")
         self.save_dir = str(cfg_get(self.config, "fairseq.checkpoint.save_dir"))
         self.script_path = os.path.join(self.save_dir, "slurm", f"{self.settings['job_name']}.sbatch")
+        _control_free(f"{config_file}: fairseq.checkpoint.save_dir", self.save_dir)
+        _control_free("the config file's path", config_file)
+        _control_free("the working folder", os.getcwd())
+        self.config = load_config(config_file=config_file, dryrun=dryrun, config=self.config)
 
     def train_command(self) -> List[str]:
         """The command every task runs (before its rank flags)."""
@@ -125,18 +150,22 @@ class SlurmJob:
         return train_command(self.config_file) + flags
 
     def script(self) -> str:
+        """The sbatch script.  Every value from the config or the command line is free of control characters
+        (checked in :func:`slurm_settings` and the constructor) and shell-quoted where it lands, ``#SBATCH`` lines included
+        (``shlex.quote`` leaves plain values such as ``gpu`` or ``72:00:00`` as they are)."""
         s = self.settings
+        q = shlex.quote
         log = os.path.join(os.path.abspath(self.save_dir), "slurm", s["job_name"])
         lines = ["#!/bin/bash",
-                 f"# written by tempclr-launch for {self.config_file} (job type {self.job_type}): "
+                 f"# written by tempclr-launch for {q(self.config_file)} (job type {self.job_type}): "
                  f"{s['nodes']} node(s) x {s['ranks_per_node']} rank(s)",
-                 f"#SBATCH --job-name={s['job_name']}",
+                 f"#SBATCH --job-name={q(s['job_name'])}",
                  f"#SBATCH --nodes={s['nodes']}",
                  f"#SBATCH --ntasks-per-node={s['ranks_per_node']}"]
         if s["gpus_per_node"]:
             lines.append(f"#SBATCH --gpus-per-node={s['gpus_per_node']}")
-        lines += [f"#SBATCH --{directive}={s[key]}" for key, directive in DIRECTIVES if s.get(key) is not None]
-        lines += [f"#SBATCH --output={log}-%j.out", f"#SBATCH --error={log}-%j.err"]
+        lines += [f"#SBATCH --{directive}={q(str(s[key]))}" for key, directive in DIRECTIVES if s.get(key) is not None]
+        lines += [f"#SBATCH --output={q(log + '-%j.out')}", f"#SBATCH --error={q(log + '-%j.err')}"]
         if s.get("requeue"):
             lines += ["#SBATCH --requeue", "#SBATCH --open-mode=append"]
         port = str(s["port"]) if s.get("port") is not None else "$((20000 + SLURM_JOB_ID % 20000))"
@@ -148,7 +177,7 @@ class SlurmJob:
                   'export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"']
         lines += list(s.get("setup") or [])
         task = [sys.executable, "-m", "tempclr_cli.slurm_rank", "--"] + self.train_command()
-        lines.append("srun --kill-on-bad-exit=1 --distribution=block " + " ".join(shlex.quote(c) for c in task))
+        lines.append("srun --kill-on-bad-exit=1 --distribution=block " + " ".join(q(c) for c in task))
         return "\n".join(lines) + "\n"
 
     def submit(self) -> int:

@@ -3,12 +3,13 @@
     TEMPCLR_TEST_FAULT=KIND:NAME:NTH python tests/crash_injector.py FAIRSEQ_TRAIN_ARGS...
 
 KIND is ``save`` (``torch.save`` into a file whose name holds NAME), ``copy`` (``shutil.copyfile`` to a file
-whose name holds NAME) or ``pause``; NTH counts the matching calls from 1.  At the NTH one, ``save`` and ``copy``
+whose name holds NAME, or ``shutil.copyfileobj`` into one) or ``pause``; NTH counts the matching calls from 1.  At the NTH one, ``save`` and ``copy``
 write the first half of the bytes the call would write, flush them, and ``SIGKILL`` this process: it dies in the
 middle of the write, as after an OOM kill or a node failure.  ``pause`` creates ``$TEMPCLR_TEST_GATE.paused`` and
 waits for ``$TEMPCLR_TEST_GATE`` to exist before the ``torch.save`` goes on.  Only these two library calls are
 wrapped, below whatever fairseq and tempclr do with them; the code under test runs unchanged.  (fairseq's copy
-of a checkpoint is ``shutil.copyfile``, tempclr's atomic copy calls it too, into its temp file.)
+of a checkpoint is ``shutil.copyfile``; tempclr's atomic copy opens its temp file without following links and
+fills it with ``shutil.copyfileobj``.)
 """
 import io
 import os
@@ -39,6 +40,7 @@ def _die_half_written(data: bytes, out) -> None:
 
 _real_save = torch.save
 _real_copyfile = shutil.copyfile
+_real_copyfileobj = shutil.copyfileobj
 
 
 def save(obj, f, *args, **kwargs):
@@ -67,8 +69,15 @@ def copyfile(src, dst, *, follow_symlinks=True):
     return _real_copyfile(src, dst, follow_symlinks=follow_symlinks)
 
 
+def copyfileobj(fsrc, fdst, *args, **kwargs):
+    if KIND == "copy" and _hit(getattr(fdst, "name", "")):
+        _die_half_written(fsrc.read(), fdst)
+    return _real_copyfileobj(fsrc, fdst, *args, **kwargs)
+
+
 torch.save = save
 shutil.copyfile = copyfile
+shutil.copyfileobj = copyfileobj
 
 if __name__ == "__main__":
     from fairseq_cli.train import cli_main

@@ -232,7 +232,7 @@ def test_checkpoint_file_entries(tmp_path):
     torch.save({"state_dict": weights, "model": {"w": torch.zeros(2)}}, tmp_path / "both.pt")
     assert torch.equal(load_checkpoint_state(str(tmp_path / "both.pt"))["w"], torch.ones(2))
     torch.save({"model": weights, "args": argparse.Namespace(lr=0.1)}, tmp_path / "fairseq.pt")
-    assert list(load_checkpoint_state(str(tmp_path / "fairseq.pt"), weights_only=True)) == ["w"]
+    assert list(load_checkpoint_state(str(tmp_path / "fairseq.pt"))) == ["w"]
     torch.save(weights, tmp_path / "bare.pt")
     with pytest.raises(ValueError, match=r"bare\.pt: no 'state_dict' or 'model' entry"):
         load_checkpoint_state(str(tmp_path / "bare.pt"))
@@ -252,7 +252,7 @@ def test_weights_only_loading_keeps_namespace_allowed(tmp_path):
 
     path = tmp_path / "ns.pt"
     torch.save({"model": {"w": torch.zeros(1)}, "args": argparse.Namespace(a=1)}, path)
-    load_checkpoint_state(str(path), weights_only=True)
+    load_checkpoint_state(str(path))
     assert argparse.Namespace in torch.serialization.get_safe_globals()
     torch.load(path, map_location="cpu", weights_only=True)
 
@@ -280,8 +280,6 @@ def test_unreadable_checkpoints_are_named_and_described(tmp_path):
     for kind, what in expected.items():
         with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(paths[kind])} is {what}"):
             load_checkpoint_state(paths[kind])
-        with pytest.raises(CheckpointError, match=rf"^checkpoint {re.escape(paths[kind])} is {what}"):
-            load_checkpoint_state(paths[kind], weights_only=True)
     assert load_checkpoint_state(paths["good"])["w"].tolist() == [1.0, 1.0, 1.0]
 
 

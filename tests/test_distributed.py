@@ -172,6 +172,43 @@ def test_sbatch_script_for_two_nodes_of_four_gpus(tmp_path, monkeypatch, capsys)
     assert all("--distributed-no-spawn" in f and "--distributed-backend" not in f for f in flags)
 
 
+@pytest.mark.parametrize("section, name, value", [
+    ("  partition: \"gpu\\n#SBATCH --wrap=id\"\n", "slurm.partition", "gpu\n#SBATCH --wrap=id"),
+    ("  mem: \"64G\\rx\"\n", "slurm.mem", "64G\rx"),
+    ("  setup: [\"module load cuda\", \"true\\nrm -rf ~\"]\n", "slurm.setup[1]", "true\nrm -rf ~")])
+def test_slurm_values_with_a_newline_are_refused(tmp_path, section, name, value):
+    config = slurm_config(tmp_path, "slurm:\n" + section)
+    with pytest.raises(ValueError, match=re.escape(f"{config}: {name}: {value!r} holds a newline or another "
+                                                   "control character")):
+        SlurmJob(config, "slurm_small")
+    with pytest.raises(ValueError, match=re.escape(f"--qos: 'a\\x00b' holds a newline")):
+        SlurmJob(slurm_config(tmp_path), "slurm_small", overrides={"qos": "a\x00b"})
+    with pytest.raises(ValueError, match=re.escape(f"{config}: slurm.job_name: value '../x' holds a path separator")):
+        SlurmJob(slurm_config(tmp_path, "slurm:\n  job_name: ../x\n"), "slurm_small")
+    assert not (tmp_path / "save").exists()
+
+
+def test_slurm_values_are_shell_quoted_where_they_land(tmp_path, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    config = tmp_path / "big.yaml"
+    config.write_text(f"includes: {ROOT}/configs/how2.yaml\nfairseq:\n  checkpoint:\n"
+                      f"    save_dir: '{tmp_path}/my save $(id)'\n"
+                      "slurm:\n  partition: 'gpu a;touch x'\n  account: \"o'brien\"\n  job_name: 'run $(id)'\n")
+    job = SlurmJob(str(config), "slurm_small", dryrun=True)
+    lines = job.script().splitlines()
+    log = f"{tmp_path}/my save $(id)/slurm/run $(id)"
+    for line in [line for line in lines if line.startswith("#SBATCH --")]:
+        option, _, value = line[len("#SBATCH "):].partition("=")
+        assert shlex.split(value) and len(shlex.split(value)) == 1, line
+    sbatch = {line.partition("=")[0]: shlex.split(line.partition("=")[2])[0]
+              for line in lines if line.startswith("#SBATCH --") and "=" in line}
+    assert sbatch["#SBATCH --partition"] == "gpu a;touch x" and sbatch["#SBATCH --account"] == "o'brien"
+    assert sbatch["#SBATCH --job-name"] == "run $(id)" and sbatch["#SBATCH --output"] == log + "-%j.out"
+    assert shlex.split(lines[1])[5] == str(config)  # the comment names the config, quoted
+    srun = shlex.split(lines[-1])
+    assert srun[srun.index("--") + 1:][:2] == ["fairseq-train", str(config)]
+
+
 def test_slurm_job_types_sizes_and_errors(tmp_path, monkeypatch):
     monkeypatch.chdir(ROOT)
     config = slurm_config(tmp_path)

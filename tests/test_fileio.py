@@ -60,3 +60,37 @@ def test_outputs_get_the_umask_permissions_not_the_temp_files(tmp_path):
              for name in ("a.json", "b.pkl", "release", "shard_data.npy", "shard_starts.npy", "c.json")}
     assert modes == {"a.json": 0o644, "b.pkl": 0o644, "release": 0o755, "shard_data.npy": 0o644,
                      "shard_starts.npy": 0o644, "c.json": 0o640}
+
+
+@pytest.mark.parametrize("target_exists", [True, False])
+def test_a_symlinked_save_dir_lock_is_refused_and_its_target_untouched(tmp_path, target_exists):
+    from tempclr.utils.save_dir_lock import LOCK_NAME, acquire_save_dir, holds_save_dir
+
+    save_dir = tmp_path / "save"
+    save_dir.mkdir()
+    target = tmp_path / "victim.txt"
+    if target_exists:
+        target.write_text("keep me")
+    (save_dir / LOCK_NAME).symlink_to(target)
+    with pytest.raises(OSError, match=rf"^\[Errno \d+\] the lock file {save_dir / LOCK_NAME} of save_dir is a "
+                                      rf"symbolic link \(to '{target}'\)"):
+        acquire_save_dir(str(save_dir))
+    assert not holds_save_dir(str(save_dir))
+    assert (target.read_text() == "keep me") if target_exists else not target.exists()
+
+
+def test_a_temp_file_replaced_by_a_symlink_is_not_written_through(tmp_path):
+    from tempclr.utils.fileio import open_temp
+
+    target = tmp_path / "victim.txt"
+    target.write_text("keep me")
+    with pytest.raises(OSError, match=r"the temp file was replaced by a symbolic link \(to '.*victim\.txt'\)"):
+        with atomic_path(str(tmp_path / "out.json")) as tmp:
+            os.remove(tmp)
+            os.symlink(target, tmp)  # what another user of the folder could do between create and write
+            with open_temp(tmp, "w", encoding="utf-8") as f:
+                f.write("written")
+    assert target.read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path)) == ["victim.txt"]  # no output, and the link was removed
+    write_json_atomic(str(tmp_path / "out.json"), {"a": 1})
+    assert (tmp_path / "out.json").read_text() == '{\n  "a": 1\n}'

@@ -11,6 +11,7 @@ import torch
 import tempclr  # noqa: F401  (allows argparse.Namespace in weights_only loads, as fairseq checkpoints need)
 
 from conftest import ROOT, small_demo_config
+from tempclr.utils.checkpoint import checkpoint_progress, load_checkpoint_state
 
 
 
@@ -55,6 +56,9 @@ def test_two_updates_through_the_launcher(tmp_path, small_demo, monkeypatch, cap
     state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=True)
     assert state["optimizer_history"][-1]["num_updates"] == 2
     assert any(k.startswith("mmmodel.video_encoder.") for k in state["model"])
+    # tempclr's restricted loaders admit everything fairseq-train wrote (cfg's Namespaces, meters, optimizer)
+    assert set(load_checkpoint_state(str(save_dir / "checkpoint_last.pt"))) == set(state["model"])
+    assert checkpoint_progress(str(save_dir / "checkpoint_last.pt")).num_updates == 2
 
 
 @pytest.mark.slow

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import glob
 import os
-import pickle
 from typing import Any, Dict, Optional
 
 import numpy as np
 
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import lookup
+from tempclr.utils.safe_pickle import load_pickle
 
 
 class Evaluator:
@@ -60,8 +60,7 @@ def load_predictions(path: str) -> Dict[str, Any]:
     if path.endswith(".npy"):
         return {"outputs": np.load(path)}
     if path.endswith(".pkl"):
-        with open(path, "rb") as f:
-            saved = pickle.load(f)
+        saved = load_pickle(path)
         if not isinstance(saved, dict):
             raise ValueError(f"{path}: saved predictions must be a dict, got {type(saved).__name__}")
         if set(saved) == {"Y_pred", "Y_true"}:

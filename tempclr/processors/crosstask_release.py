@@ -24,6 +24,8 @@ from typing import Optional
 
 import numpy as np
 
+from tempclr.utils.fileio import check_name
+
 __all__ = [
     "CrossTaskFormatError", "read_task_info", "get_vids", "get_available_vids", "filter_available",
     "read_annotation", "read_assignment", "read_step_sequence", "random_split", "split_vids",
@@ -135,6 +137,9 @@ def get_vids(csv_path: str, keep: Optional[Callable[[str, str], bool]] = None) -
         task, vid = fields[0].strip(), fields[1].strip()
         if not task or not vid:
             raise CrossTaskFormatError(csv_path, line_no, "empty task id or video id")
+        # both name files: <vfeat_dir>/<vid>.npy and <annotation_path>/<task>_<vid>.csv
+        check_name(task, csv_path, line_no, "task id")
+        check_name(vid, csv_path, line_no, "video id")
         if keep is not None and not keep(task, vid):
             continue
         task_vids.setdefault(task, []).append(vid)

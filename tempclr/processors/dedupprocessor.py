@@ -42,7 +42,7 @@ from typing import Any, Mapping, Optional, Protocol
 
 import numpy as np
 
-from tempclr.utils.fileio import load_captions
+from tempclr.utils.fileio import check_name, load_captions
 
 __all__ = ["CaptionDedupProcessor", "dedup_caption", "video_rng"]
 
@@ -113,10 +113,10 @@ def dedup_caption(caption: Mapping[str, Any], rng: _Draws, video_id: str = "?") 
     return {"start": starts, "end": ends, "text": texts}
 
 
-def _feature_length(feat_dir: Optional[str], video_id: str) -> Optional[int]:
+def _feature_length(feat_dir: Optional[str], video_id: str, source: str) -> Optional[int]:
     if feat_dir is None:
         return None
-    path = os.path.join(feat_dir, f"{video_id}.npy")
+    path = os.path.join(feat_dir, f"{check_name(video_id, source, None, 'video id')}.npy")
     if not os.path.isfile(path):
         return None
     return int(np.load(path, mmap_mode="r").shape[0])
@@ -192,7 +192,7 @@ class CaptionDedupProcessor:
         self.stat["t_clip_len"].append(t_clip_len)
         if t_clip_len > 0:
             self.stat["clip_tps"].append(t_tokens / t_clip_len)
-        video_len = _feature_length(self.feat_dir, video_id)
+        video_len = _feature_length(self.feat_dir, video_id, self.source)
         if video_len:
             self.stat["video_len"].append(video_len)
             self.stat["video_tps"].append(t_tokens / video_len)

@@ -33,14 +33,15 @@ from __future__ import annotations
 import json
 import math
 import os
-import pickle
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
 from tempclr.utils.config_schema import cfg_get, dataset_setting
+from tempclr.utils.fileio import check_name
 from tempclr.utils.registry import register
+from tempclr.utils.safe_pickle import load_pickle
 
 from .crosstask_release import read_assignment, read_step_sequence, read_task_info, split_vids
 from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, TextProcessor, VideoProcessor, require_file
@@ -254,7 +255,7 @@ def _split_record_id(record_id: Any, pkl_path: str, index: int) -> Tuple[str, in
     if not video_id or not clip.isdigit():
         raise ValueError(f"{pkl_path}: record {index} has id {record_id!r}; expected '<youtube_id>_<clip_index>' "
                          "with a non-negative integer clip index")
-    return video_id, int(clip)
+    return check_name(video_id, pkl_path, index, "video id (of the record id)"), int(clip)
 
 
 def _use_annotation_text(config: Any) -> bool:
@@ -269,8 +270,7 @@ def _use_annotation_text(config: Any) -> bool:
 
 
 def _load_pickle_records(pkl_path: str) -> List[Dict[str, Any]]:
-    with open(pkl_path, "rb") as f:
-        records = pickle.load(f)
+    records = load_pickle(pkl_path)
     if not isinstance(records, (list, tuple)) or not all(isinstance(r, dict) and "id" in r for r in records):
         raise ValueError(f"{pkl_path} (dataset.test_path): expected a list of dicts with an 'id' key (and "
                          f"'caption'), got {type(records).__name__}; {YOUCOOK_HOW}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import functools
 import math
 import os
-import pickle
 import random
 from typing import Any, Dict, List, Tuple
 
@@ -17,6 +16,7 @@ import numpy as np
 from tempclr.utils.collate import stack_clip_dicts
 from tempclr.utils.config_schema import cfg_get, dataset_setting
 from tempclr.utils.registry import register
+from tempclr.utils.safe_pickle import load_pickle
 from tempclr.utils.shardedtensor import ShardedTensor, shard_paths
 
 from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, Processor, nonfinite_row, require_file
@@ -59,8 +59,7 @@ def _load_pickle(path: str, mtime_ns: int, size: int) -> Any:
     """The unpickled file, read once per version of it (the key holds its mtime and size): a split's meta
     processor, video processor and text processor, and the retrieval pass of every epoch, all need the shard
     meta, which for HowTo100M lists a million videos.  Callers must not modify the result."""
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    return load_pickle(path)
 
 
 def _shard_meta(vfeat_dir: str, split: str) -> Dict[Any, List[str]]:

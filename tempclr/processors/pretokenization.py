@@ -20,12 +20,12 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
 from typing import Any, Sequence
 
 import numpy as np
 
 from tempclr.utils.fileio import load_captions
+from tempclr.utils.safe_pickle import load_pickle
 from tempclr.utils.shardedtensor import ShardedTensor
 
 __all__ = ["load_captions", "load_bert_tokenizer", "tokenize_captions", "caption_arrays", "pretokenize",
@@ -97,8 +97,7 @@ def _read_meta(shard_dir: str, split: str) -> dict[int, list[str]]:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} not found: shard the videos first (tempclr-shard-features / scripts/shard_feature.py), "
                                 "the text shards follow the video shards")
-    with open(path, "rb") as f:
-        return pickle.load(f)
+    return load_pickle(path)
 
 
 def pretokenize(caption_path: str, tokenizer_name: str, shard_dir: str, prefix: str | None = None,

@@ -19,7 +19,7 @@ import os
 
 import numpy as np
 
-from tempclr.utils.fileio import write_pickle_atomic
+from tempclr.utils.fileio import check_name, write_pickle_atomic
 from tempclr.utils.shardedtensor import write_sharded
 
 __all__ = ["read_video_list", "shard_split", "shard_features"]
@@ -30,7 +30,9 @@ def read_video_list(list_path: str) -> list[str]:
     if not os.path.isfile(list_path):
         raise FileNotFoundError(f"video list not found: {list_path}")
     with open(list_path, encoding="utf-8") as f:
-        ids = [line.strip() for line in f if line.strip()]
+        # each id names <feat_dir>/<id>.npy: it must stay inside feat_dir
+        ids = [check_name(line.strip(), list_path, line_no, "video id")
+               for line_no, line in enumerate(f, 1) if line.strip()]
     if not ids:
         raise ValueError(f"{list_path}: the list holds no video ids (one id per line expected)")
     seen: set[str] = set()

@@ -28,7 +28,7 @@ import fairseq.checkpoint_utils as checkpoint_utils
 import torch
 from fairseq.file_io import PathManager
 
-from tempclr.utils.fileio import atomic_path, copy_file_atomic
+from tempclr.utils.fileio import atomic_path, copy_file_atomic, open_temp
 
 __all__ = ["install_atomic_checkpoint_writes", "torch_persistent_save_atomic", "AtomicCopyPathManager"]
 
@@ -45,7 +45,7 @@ def torch_persistent_save_atomic(obj, filename: str, async_write: bool = False) 
     if async_write or not _local(filename):
         return _fairseq_torch_persistent_save(obj, filename, async_write=async_write)
     with atomic_path(filename, suffix=".tmp", durable=True) as tmp:
-        with open(tmp, "wb") as f:
+        with open_temp(tmp) as f:
             torch.save(obj, f)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import glob
 import logging
 import os
-import pickle
 import random
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -28,6 +27,7 @@ from tempclr.utils import broadcast_object, get_rank, get_world_size, set_seed
 from tempclr.utils.fileio import write_pickle_atomic
 from tempclr.utils.config_schema import cfg_get, setting
 from tempclr.utils.registry import lookup, register
+from tempclr.utils.safe_pickle import load_pickle
 
 from .task import Task
 
@@ -111,8 +111,7 @@ class RetriTask(Task):
                              f"batched_e{epoch}_videos*.pkl there to rebuild the epoch's groups")
         if not os.path.isfile(path):
             return None
-        with open(path, "rb") as f:
-            return pickle.load(f)
+        return load_pickle(path)
 
     def write_groups(self, epoch: int, groups: List[List[str]]) -> List[List[str]]:
         write_pickle_atomic(self.group_file(epoch), groups)

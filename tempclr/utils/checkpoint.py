@@ -29,6 +29,8 @@ from typing import Any, Mapping, Optional
 import torch
 from torch import nn
 
+from .safe_pickle import CHECKPOINT_GLOBALS, RefusedPickleError, load_torch, refusal
+
 __all__ = ["LoadReport", "CheckpointError", "CheckpointProgress", "checkpoint_problem", "checkpoint_progress",
            "check_resume_checkpoint", "newer_checkpoint", "remove_partial_checkpoints", "prepare_save_dir",
            "load_checkpoint_state", "load_model_weights", "save_untrained_checkpoint"]
@@ -89,13 +91,18 @@ def checkpoint_problem(path: str) -> Optional[str]:
     return f"not a torch checkpoint (starts with bytes {head[:4]!r})"
 
 
-def _load_torch_file(path: str, weights_only: bool) -> Any:
+def _load_torch_file(path: str) -> Any:
+    """The checkpoint through torch's weights-only unpickler with tempclr's allowlist
+    (:func:`tempclr.utils.safe_pickle.load_torch`): a global outside it is a ``RefusedPickleError`` naming the
+    file and the global, nothing of it run."""
     problem = checkpoint_problem(path)
     if problem is not None:
         raise CheckpointError(f"checkpoint {path} is {problem}; point fairseq.common_eval.path / restore_file at "
                               "a checkpoint written by fairseq-train (checkpoint_best.pt, checkpoint_last.pt)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=weights_only)
+        return load_torch(path)
+    except RefusedPickleError:
+        raise
     except (EOFError, RuntimeError, OSError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} could not be read ({type(error).__name__}: {error}); it is "
                               "probably truncated: take another checkpoint of the run") from error
@@ -135,9 +142,17 @@ class _Opaque:
 
 class _IndexUnpickler(pickle.Unpickler):
     """Unpickles a torch zip checkpoint's ``data.pkl`` without its tensors (storages are references into the
-    archive: they become None) and with placeholders for every class."""
+    archive: they become None) and with placeholders for every class.  A global outside torch and outside
+    :data:`~tempclr.utils.safe_pickle.CHECKPOINT_GLOBALS` is refused here already, so that a resume names it
+    before fairseq's ``torch.load`` meets it (torch's own globals are judged by ``torch.load`` itself)."""
+
+    def __init__(self, file: Any, source: str) -> None:
+        super().__init__(file)
+        self._source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        if module != "torch" and not module.startswith("torch.") and f"{module}.{name}" not in CHECKPOINT_GLOBALS:
+            raise refusal(self._source, f"{module}.{name}", checkpoint=True)
         return _Opaque
 
     def persistent_load(self, pid: Any) -> None:
@@ -169,9 +184,11 @@ def checkpoint_progress(path: str) -> Optional[CheckpointProgress]:
         with zipfile.ZipFile(path) as archive:
             index = next(name for name in archive.namelist() if name.endswith("data.pkl"))
             with archive.open(index) as f:
-                state = _IndexUnpickler(f).load()
+                state = _IndexUnpickler(f, path).load()
     except zipfile.BadZipFile:  # the legacy format: checkpoint_problem accepted its pickle header
-        state = _load_torch_file(path, weights_only=True)
+        state = _load_torch_file(path)
+    except RefusedPickleError:
+        raise
     except Exception as error:  # a damaged index: zipfile, pickle and the placeholders raise many kinds
         raise CheckpointError(f"checkpoint {path} could not be read ({type(error).__name__}: {error}); it is "
                               "probably damaged") from error
@@ -188,12 +205,14 @@ def _restore_path(save_dir: str, restore_file: str) -> str:
 def check_resume_checkpoint(save_dir: str, restore_file: str = DEFAULT_RESTORE_FILE) -> None:
     """Before fairseq resumes from ``restore_file`` (``checkpoint_last.pt`` of ``save_dir`` by default): if that
     file exists but is not readable, raise naming it and the newest readable ``checkpoint*.pt`` of ``save_dir``
-    (by the progress stored inside, then by file time for checkpoints without any) to resume from instead."""
+    (by the progress stored inside, then by file time for checkpoints without any) to resume from instead.  A
+    readable one that names a global outside the checkpoint allowlist raises ``RefusedPickleError``."""
     path = _restore_path(save_dir, restore_file)
     if not os.path.exists(path):
         return
     problem = checkpoint_problem(path)
     if problem is None:
+        checkpoint_progress(path)  # a global outside the allowlist is refused here, naming the file
         return
     ranked = []
     for other in glob.glob(os.path.join(save_dir, "checkpoint*.pt")):
@@ -320,33 +339,24 @@ def prepare_save_dir(save_dir: str, restore_file: str = DEFAULT_RESTORE_FILE, ch
     kind, text = verdict
     if kind == "ok":
         return text
-    known = {"CheckpointError": CheckpointError, "SaveDirInUseError": SaveDirInUseError}
+    known = {"CheckpointError": CheckpointError, "SaveDirInUseError": SaveDirInUseError,
+             "RefusedPickleError": RefusedPickleError}
     if kind in known:
         raise known[kind](text)
     raise RuntimeError(f"rank 0 could not prepare save_dir {save_dir}: {kind}: {text}")
 
 
-def load_checkpoint_state(path: str, weights_only: bool = False) -> dict:
+def load_checkpoint_state(path: str) -> dict:
     """Model state dict of a checkpoint file: ``ckpt["state_dict"]`` if present, else ``ckpt["model"]``.
 
-    Loads on the CPU.  fairseq checkpoints pickle ``argparse.Namespace`` and logging meters, so the default is a
-    full unpickle (``weights_only=False``): only load files you trust.  ``weights_only=True`` refuses anything but
-    tensors, containers and ``argparse.Namespace``.
+    Loads on the CPU with torch's weights-only unpickler and tempclr's allowlist (tensors, containers, numpy
+    arrays and scalars, ``argparse.Namespace``: what fairseq-train's and the released checkpoints hold): a
+    checkpoint naming anything else raises ``RefusedPickleError`` naming the file and the global, and nothing of
+    it runs.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    if weights_only:
-        # argparse.Namespace is allowed process-wide by tempclr/__init__.py.  (torch's safe_globals context
-        # manager would remove it again on exit, breaking fairseq's own resume later in the same process.)
-        try:
-            checkpoint = _load_torch_file(path, weights_only=True)
-        except CheckpointError:
-            raise
-        except Exception as error:  # torch raises UnpicklingError or RuntimeError here
-            raise ValueError(f"{path}: not loadable with weights_only=True ({error}); if you trust the file, "
-                             "load it with weights_only=False") from error
-    else:
-        checkpoint = _load_torch_file(path, weights_only=False)
+    checkpoint = _load_torch_file(path)
     if not isinstance(checkpoint, Mapping):
         raise ValueError(
             f"{path}: expected a dict with a 'state_dict' or 'model' entry, got {type(checkpoint).__name__}")

@@ -5,12 +5,50 @@ Everything tempclr writes (configs, shards, predictions, metrics, pictures, demo
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import pickle
 import shutil
 import tempfile
 from typing import Any, Callable, Iterator
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` cannot be a file name inside a folder, or None: it must be a non-empty string without a path
+    separator, NUL or other control character, and not ``.`` or ``..`` (so joined to a folder it names a file
+    directly in it, never one elsewhere)."""
+    if not isinstance(name, str):
+        return f"is a {type(name).__name__}, not a string"
+    if not name:
+        return "is empty"
+    if name in (".", ".."):
+        return "is a relative folder reference"
+    if "\0" in name:
+        return "holds a NUL character"
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        return "holds a control character"
+    separators = {sep for sep in (os.sep, os.altsep, "/") if sep}
+    if any(sep in name for sep in separators):
+        return "is an absolute path" if os.path.isabs(name) else "holds a path separator"
+    return None
+
+
+def check_name(name: object, source: str, row: object, what: str = "id") -> str:
+    """``name`` (an id read from row ``row`` of ``source``; None for a file without rows) when it can name a file
+    inside a folder; else a ``ValueError`` naming the file, the row and the fix."""
+    problem = name_problem(name)
+    if problem is not None:
+        where = source if row is None else f"{source}, row {row}"
+        raise ValueError(f"{where}: {what} {name!r} {problem}; ids name files inside a folder, so they may not "
+                         "hold '/', '..', an absolute path or NUL: fix the id")
+    return name  # type: ignore[return-value]
+
+
+def contained_path(folder: str, name: object, source: str, row: object, what: str = "id") -> str:
+    """``<folder>/<name>`` for ``name`` read from row ``row`` of ``source``, after :func:`check_name`: the result
+    is always a direct child of ``folder``."""
+    return os.path.join(folder, check_name(name, source, row, what))
 
 
 def umask_mode(directory: bool = False) -> int:
@@ -58,14 +96,16 @@ def atomic_path(path: str, suffix: str = ".tmp", durable: bool = False) -> Itera
     moved onto ``path`` with ``os.replace``, when it fails the temp file is removed.  ``suffix`` matters to
     writers that look at the name (``np.save`` adds ``.npy`` otherwise).  With ``durable`` the temp file is
     fsync'd before the rename and the folder after it, so that a machine crash, not only a killed process, finds
-    either the old file or the whole new one."""
+    either the old file or the whole new one.  The temp file is created with ``O_CREAT | O_EXCL | O_NOFOLLOW``
+    (``mkstemp``); writers open it with :func:`open_temp`, which refuses a symbolic link put in its place."""
     folder = os.path.dirname(os.path.abspath(path))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=temp_name_prefix(path), suffix=suffix)
     os.close(fd)
     try:
         yield tmp
-        os.chmod(tmp, umask_mode())
+        with open_temp(tmp, "ab") as f:  # its mode, set on the file itself, never through a link
+            os.fchmod(f.fileno(), umask_mode())
         if durable:
             fsync_file(tmp)
         os.replace(tmp, path)
@@ -77,27 +117,49 @@ def atomic_path(path: str, suffix: str = ".tmp", durable: bool = False) -> Itera
         raise
 
 
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def open_temp(tmp: str, mode: str = "wb", encoding: str | None = None):
+    """Open :func:`atomic_path`'s temp file ``tmp`` for writing without following a symbolic link: ``mkstemp``
+    created it (``O_CREAT | O_EXCL | O_NOFOLLOW``), and a link put in its place since then is refused, naming it,
+    so no other file is written through it."""
+    try:
+        return open(tmp, mode, encoding=encoding, opener=_open_nofollow)
+    except OSError as error:
+        if error.errno == errno.ELOOP or os.path.islink(tmp):
+            raise OSError(error.errno, f"{tmp}: the temp file was replaced by a symbolic link (to "
+                                       f"{os.readlink(tmp)!r}) while tempclr wrote it; nothing was written through "
+                                       "it. Check who else writes in that folder") from None
+        raise
+
+
+def _open_nofollow(path: str, flags: int) -> int:
+    return os.open(path, flags | _NOFOLLOW)
+
+
 def copy_file_atomic(src: str, dst: str, suffix: str = ".tmp") -> str:
     """Copy ``src`` to ``dst`` through a temp file beside ``dst``, fsync'd, then ``os.replace``: ``dst`` is the
     old file or the whole copy, never a part (``shutil.copyfile`` truncates ``dst`` first and then fills it, so
     a process killed during it leaves a short file under the final name).  Returns ``dst``."""
-    with atomic_path(dst, suffix=suffix, durable=True) as tmp:
-        shutil.copyfile(src, tmp)
+    with atomic_path(dst, suffix=suffix, durable=True) as tmp, open(src, "rb") as source, \
+            open_temp(tmp) as target:
+        shutil.copyfileobj(source, target, 1 << 20)
     return dst
 
 
 def write_text_atomic(path: str, text: str) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open_temp(tmp, "w", encoding="utf-8") as f:
         f.write(text)
 
 
 def write_json_atomic(path: str, payload: Any, default: Callable[[Any], Any] | None = None) -> None:
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, open_temp(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2, default=default)
 
 
 def write_pickle_atomic(path: str, obj: Any) -> None:
-    with atomic_path(path, suffix=".pkl") as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, suffix=".pkl") as tmp, open_temp(tmp) as f:
         pickle.dump(obj, f, protocol=4)
 
 
@@ -128,7 +190,7 @@ def save_npy_atomic(path: str, array) -> None:
     """``np.save`` (no pickles) through a temp file."""
     import numpy as np
 
-    with atomic_path(path, suffix=".npy") as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, suffix=".npy") as tmp, open_temp(tmp) as f:
         np.save(f, array, allow_pickle=False)
 
 
@@ -174,7 +236,8 @@ def load_captions(caption_path: str) -> dict[str, Any]:
     """``id -> {"start", "end", "text"}`` from a ``.json`` or ``.pkl`` caption file (values may be json strings,
     as the caption dedup step writes them).  Shared by the dedup step and the pretokenisation."""
     import json
-    import pickle
+
+    from .safe_pickle import load_pickle
 
     if not os.path.isfile(caption_path):
         raise FileNotFoundError(f"caption file not found: {caption_path}")
@@ -182,8 +245,7 @@ def load_captions(caption_path: str) -> dict[str, Any]:
         with open(caption_path, encoding="utf-8") as f:
             captions = json.load(f)
     elif caption_path.endswith(".pkl"):
-        with open(caption_path, "rb") as f:
-            captions = pickle.load(f)
+        captions = load_pickle(caption_path)
     else:
         raise ValueError(f"{caption_path}: caption file must end in .json or .pkl")
     if not isinstance(captions, dict):

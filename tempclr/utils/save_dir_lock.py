@@ -81,7 +81,15 @@ def acquire_save_dir(save_dir: str) -> bool:
         return False
     os.makedirs(save_dir, exist_ok=True)
     path = lock_file(save_dir)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), umask_mode())
+    try:  # never through a symbolic link: the pid written below would land in the link's target
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0),
+                     umask_mode())
+    except OSError as error:
+        if error.errno == errno.ELOOP or os.path.islink(path):
+            raise OSError(error.errno, f"the lock file {path} of save_dir is a symbolic link (to "
+                                       f"{os.readlink(path)!r}); tempclr writes its lock only into a plain file. "
+                                       "Remove the link (a run recreates the lock file)") from None
+        raise
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as error:

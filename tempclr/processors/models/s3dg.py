@@ -32,6 +32,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from tempclr.utils.safe_pickle import RefusedPickleError, load_npy_object_array, load_torch
+
 __all__ = ["S3D", "InceptionBlock", "SelfGating", "STConv3D", "MaxPool3dTFPadding", "Sentence_Embedding",
            "S3D_VOCAB_SIZE", "load_s3d", "load_s3d_state", "check_s3d_state", "s3d_embed"]
 
@@ -176,8 +178,8 @@ class Sentence_Embedding(nn.Module):  # noqa: N801 (the release's name)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"S3D word dictionary not found: {path} (the release's s3d_dict.npy); pass "
                                     "dict_path=None to build S3D without it (video features need no dictionary)")
-        # the release's dictionary may be an object array; like the weights, only load files you trust
-        words = np.load(path, allow_pickle=True)
+        # the release's dictionary may be an object array: its pickle is read by the restricted unpickler
+        words = load_npy_object_array(path)
         if words.ndim != 1:
             raise ValueError(f"{path}: expected a 1-D array of words, got shape {words.shape}")
         if len(words) + 1 > num_embeddings:
@@ -298,14 +300,17 @@ def _listed(keys: Sequence[str]) -> str:
 
 def load_s3d_state(path: str) -> dict:
     """The tensors of an S3D checkpoint file, on CPU: a bare state dict (as the release) or one under
-    ``"state_dict"`` / ``"model"``.  Read with ``weights_only=True`` (tensors and containers only)."""
+    ``"state_dict"`` / ``"model"``.  Read by torch's weights-only unpickler with tempclr's allowlist
+    (:func:`tempclr.utils.safe_pickle.load_torch`): anything else is refused, naming the file and the global."""
     if not os.path.isfile(path):
         raise FileNotFoundError(
             f"S3D checkpoint not found: {path}. The HowTo100M S3D weights (s3d_howto100m.pth, 537 tensors) are no "
             "longer downloadable from their original links; bring a copy (see README 'Raw video') and pass its "
             "path (--s3d_checkpoint)")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = load_torch(path)
+    except RefusedPickleError:
+        raise
     except Exception as error:  # UnpicklingError / RuntimeError / EOFError from a damaged or foreign file
         raise ValueError(f"{path}: not a loadable PyTorch state dict ({type(error).__name__}: {error})") from error
     if not isinstance(checkpoint, Mapping):
