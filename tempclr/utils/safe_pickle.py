@@ -165,7 +165,8 @@ def require_weights_only_default() -> None:
 
 def load_torch(path: str) -> Any:
     """``torch.load(path, map_location="cpu", weights_only=True)`` with :data:`CHECKPOINT_GLOBALS` allowed; a
-    global outside them raises :class:`RefusedPickleError` naming the file and the global."""
+    global outside them raises :class:`RefusedPickleError` naming the file and the global, anything else the
+    weights-only reader cannot read a ``pickle.UnpicklingError`` naming the file."""
     import torch
 
     allow_in_torch()
@@ -177,5 +178,6 @@ def load_torch(path: str) -> Any:
             raise refusal(path, found.group(1), checkpoint=True) from None
         detail = _TORCH_DETAIL.search(str(error))
         what = " ".join(detail.group(1).split()) if detail else str(error).strip().splitlines()[-1]
-        raise RefusedPickleError(f"{path}: refused by torch's weights-only loader ({what}); a checkpoint may only "
-                                 f"hold {_DATA_WORDS}, tensors and argparse.Namespace") from None
+        # not a refused global: a damaged or foreign file (or an opcode the weights-only reader lacks); nothing ran
+        raise pickle.UnpicklingError(f"{path}: not a readable PyTorch checkpoint ({what}); a checkpoint may only "
+                                     f"hold {_DATA_WORDS}, tensors and argparse.Namespace") from None
