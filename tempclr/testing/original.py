@@ -274,13 +274,17 @@ def original_loop_clip(outputs: np.ndarray, video_ids: list) -> tuple[dict, dict
             rows.append(torch.cat(grids, dim=1))
             if otam:
                 rows_t.append(torch.cat(grids_t, dim=1))
-        if otam:
-            cost = (original_otam_eval(torch.cat(rows, dim=0))[..., -1, -1]
-                    + original_otam_eval(torch.cat(rows_t, dim=0))[..., -1, -1])
-        else:
-            cost = original_dtw_eval(torch.cat(rows, dim=0))[..., -1, -1]
-        sims["otam" if otam else "dtw"] = -cost.numpy()
+        sims["otam" if otam else "dtw"] = -_grid_costs(rows, rows_t, otam).numpy()
     return original_metrics(**sims), sims
+
+
+def _grid_costs(rows: list, rows_t: list, otam: bool) -> torch.Tensor:
+    """The original's cost of each padded grid, [n_rows, n_cols]: ``R[-1, -1]`` of DTW_eval, or of OTAM_eval of
+    the grids plus of their transposes (``rows_t``)."""
+    if otam:
+        return (original_otam_eval(torch.cat(rows, dim=0))[..., -1, -1]
+                + original_otam_eval(torch.cat(rows_t, dim=0))[..., -1, -1])
+    return original_dtw_eval(torch.cat(rows, dim=0))[..., -1, -1]
 
 
 def original_loop_bg(outputs: np.ndarray, video_ids: list, text_lengths: list, video_lengths: list
@@ -320,10 +324,5 @@ def original_loop_bg(outputs: np.ndarray, video_ids: list, text_lengths: list, v
             rows.append(torch.cat(grids, dim=1))
             if otam:
                 rows_t.append(torch.cat(grids_t, dim=1))
-        if otam:
-            cost = (original_otam_eval(torch.cat(rows, dim=0))[..., -1, -1]
-                    + original_otam_eval(torch.cat(rows_t, dim=0))[..., -1, -1])
-        else:
-            cost = original_dtw_eval(torch.cat(rows, dim=0))[..., -1, -1]
-        sims["otam" if otam else "dtw"] = -cost.numpy()
+        sims["otam" if otam else "dtw"] = -_grid_costs(rows, rows_t, otam).numpy()
     return original_metrics(**sims), sims
