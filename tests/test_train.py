@@ -1,5 +1,6 @@
 """Real fairseq-train runs through the launcher on the small demo: training, checkpoints, tensorboard logs,
 and resuming from checkpoint_last.pt."""
+import logging
 import os
 import re
 import subprocess
@@ -37,22 +38,33 @@ def train_losses(log):
             re.findall(r"\| train_inner \|.*?\b(loss=[-\d.e]+).*?num_updates=(\d+)", log)}
 
 
-def test_two_updates_through_the_launcher(tmp_path, small_demo, monkeypatch, capfd):
-    """The default tier's training run: the launcher (``locallaunch.py``'s ``main``, in this process) starts a
-    real fairseq-train for two updates and it writes a checkpoint that holds the model; resume and the losses are
-    checked by the slow tier below."""
-    from tempclr_cli.launch import main as launch_main
+def test_two_updates_through_the_launcher(tmp_path, small_demo, monkeypatch, caplog):
+    """The default tier's training run: the launcher (what ``locallaunch.py CONFIG --jobtype local_single`` runs)
+    builds the fairseq-train command, and fairseq's own entry point runs that command line for two updates, in
+    this process: a fairseq-train process costs ~8 s of CPU in imports alone (torch, fairseq, transformers), over
+    the default tier's budget.  The slow tier below starts real fairseq-train processes, resumes and compares
+    losses."""
+    from fairseq_cli import train as fairseq_train
+    from tempclr_cli.localjob import LocalJob
 
     save_dir = tmp_path / "save"
     config = tmp_path / "two_updates.yaml"
     config.write_text(f"includes: {small_demo_config(tmp_path, small_demo, save_dir)}\nfairseq:\n"
                       "  optimization:\n    max_update: 2\n  dataset:\n    disable_validation: true\n")
     monkeypatch.chdir(ROOT)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a model this small trains fastest on one thread
-    assert launch_main([str(config), "--jobtype", "local_single"]) == 0
-    out, err = capfd.readouterr()
-    log = out + err
-    assert "launching fairseq-train" in log and updates_logged(log)[-1] == 2, log[-3000:]
+    command = LocalJob(str(config), "local_single").command()
+    assert command[:2] == ["fairseq-train", str(config)] and "--user-dir" in command and "--cpu" in command
+    tempclr.register_fairseq()  # what --user-dir does in a fresh fairseq-train process
+    monkeypatch.setattr(sys, "argv", command)
+    caplog.set_level(logging.INFO)  # fairseq logs each update through the logging module
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a model this small trains fastest on one thread
+    try:
+        fairseq_train.cli_main()
+    finally:
+        torch.set_num_threads(threads)
+    log = caplog.text
+    assert updates_logged(log)[-1] == 2, log[-3000:]
     state = torch.load(save_dir / "checkpoint_last.pt", map_location="cpu", weights_only=True)
     assert state["optimizer_history"][-1]["num_updates"] == 2
     assert any(k.startswith("mmmodel.video_encoder.") for k in state["model"])
