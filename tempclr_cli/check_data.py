@@ -1,5 +1,5 @@
-"""``tempclr-check``: the command line of :mod:`tempclr.datasets.check` (argument parsing only; the work and its documentation
-are there)."""
+"""``tempclr-check``: the command line of :mod:`tempclr.datasets.check` (argument parsing only; the work and its
+documentation are there)."""
 from __future__ import annotations
 
 import argparse

@@ -1,5 +1,5 @@
-"""``tempclr-extract``: the command line of :mod:`tempclr.processors.extraction` (argument parsing only; the work and its documentation
-are there)."""
+"""``tempclr-extract``: the command line of :mod:`tempclr.processors.extraction` (argument parsing only; the work and
+its documentation are there)."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +8,14 @@ import sys
 from typing import Optional
 
 import tempclr.processors.extraction as _library
-from tempclr.processors.extraction import DEFAULT_CHECKPOINT, ERROR_LOG_NAME, EXIT_BAD_FLAGS, EXIT_CANNOT_RUN, EXIT_OK, EXIT_STRICT_FAILURES, ExtractError, ExtractSummary, extract_features, parse_split, plan_videos, resolve_device  # noqa: F401 (re-exported)
+from tempclr.processors.extraction import (  # noqa: F401 (re-exported)
+    DEFAULT_CHECKPOINT, ERROR_LOG_NAME, ExtractError, ExtractSummary, extract_features, parse_split,
+    plan_videos, resolve_device,
+)
+
+
+# exit status: completed (failed videos included), nothing could run, bad flags, --strict with failed videos
+EXIT_OK, EXIT_CANNOT_RUN, EXIT_BAD_FLAGS, EXIT_STRICT_FAILURES = 0, 1, 2, 3
 
 
 def build_parser() -> argparse.ArgumentParser:

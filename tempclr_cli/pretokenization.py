@@ -1,11 +1,13 @@
-"""``tempclr-pretokenize``: the command line of :mod:`tempclr.processors.pretokenization` (argument parsing only; the work and its documentation
-are there)."""
+"""``tempclr-pretokenize``: the command line of :mod:`tempclr.processors.pretokenization` (argument parsing only; the
+work and its documentation are there)."""
 from __future__ import annotations
 
 import argparse
 
 import tempclr.processors.pretokenization as _library
-from tempclr.processors.pretokenization import PAD_ID, caption_arrays, default_prefix, load_bert_tokenizer, load_captions, pretokenize, tokenize_captions  # noqa: F401 (re-exported)
+from tempclr.processors.pretokenization import (  # noqa: F401 (re-exported)
+    PAD_ID, caption_arrays, default_prefix, load_bert_tokenizer, load_captions, pretokenize, tokenize_captions,
+)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,5 +1,5 @@
-"""``tempclr-search-videos``: the command line of :mod:`tempclr.evaluators.video_search` (argument parsing only; the work and its documentation
-are there)."""
+"""``tempclr-search-videos``: the command line of :mod:`tempclr.evaluators.video_search` (argument parsing only; the
+work and its documentation are there)."""
 from __future__ import annotations
 
 import argparse

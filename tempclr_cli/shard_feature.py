@@ -1,5 +1,5 @@
-"""``tempclr-shard-features``: the command line of :mod:`tempclr.processors.sharding` (argument parsing only; the work and its documentation
-are there)."""
+"""``tempclr-shard-features``: the command line of :mod:`tempclr.processors.sharding` (argument parsing only; the work
+and its documentation are there)."""
 from __future__ import annotations
 
 import argparse

@@ -50,7 +50,6 @@ __all__ = ["ExtractError", "plan_videos", "parse_split", "ExtractSummary", "extr
 
 DEFAULT_CHECKPOINT = os.path.join("pretrained_models", "s3d_howto100m.pth")
 ERROR_LOG_NAME = "extract_errors.log"
-EXIT_OK, EXIT_CANNOT_RUN, EXIT_BAD_FLAGS, EXIT_STRICT_FAILURES = 0, 1, 2, 3
 
 
 class ExtractError(Exception):
