@@ -11,7 +11,8 @@ each check the loaders make when training runs here on every video, not only on 
 - per-video feature files of CrossTask / YouCook2: present, readable, finite.
 
 Problems are collected, not raised: the scan goes on and prints each one (file and fix) and a summary; the exit
-status is 1 when any was found, 2 when the config itself is wrong.  ``--max-items N`` stops each split after N items (a quick look).
+status is 1 when any was found, 2 when the config itself is wrong.  ``--max-items N`` stops each split after N
+items (a quick look).
 """
 from __future__ import annotations
 

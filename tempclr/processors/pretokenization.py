@@ -95,7 +95,8 @@ def load_bert_tokenizer(name_or_path: str) -> Any:
 def _read_meta(shard_dir: str, split: str) -> dict[int, list[str]]:
     path = os.path.join(shard_dir, f"{split}_meta.pkl")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found: shard the videos first (tempclr-shard-features / scripts/shard_feature.py), "
+        raise FileNotFoundError(f"{path} not found: shard the videos first (tempclr-shard-features / "
+                                "scripts/shard_feature.py), "
                                 "the text shards follow the video shards")
     return load_pickle(path)
 

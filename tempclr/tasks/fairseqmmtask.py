@@ -18,9 +18,9 @@ class FairseqMMTask(LegacyFairseqTask):
 
     @classmethod
     def setup_task(cls, args, **kwargs):
-        """Before anything is built or written: the config is validated, rank 0 takes the ``save_dir`` lock (a second run on it fails here),
-        and the file fairseq resumes from is checked and, after a crash between ``checkpointN.pt`` and its copy to
-        ``checkpoint_last.pt``, brought up to date (:func:`~tempclr.utils.checkpoint.prepare_save_dir`)."""
+        """Before anything is built or written: the config is validated, rank 0 takes the ``save_dir`` lock (a
+        second run on it fails here), and the file fairseq resumes from is checked and, after a crash between
+        ``checkpointN.pt`` and its copy to ``checkpoint_last.pt``, brought up to date (:func:`~tempclr.utils.checkpoint.prepare_save_dir`)."""
         config = read_config(args)  # read and checked once; a bad config fails before the save_dir is touched
         save_dir = cfg_get(args, "save_dir")
         if save_dir is not None:  # fairseq resumes from <save_dir>/<restore_file> later: settle it now
