@@ -13,7 +13,7 @@ Changes from MMPT ``mmpt/evaluators/metric.py``:
 * ``RetrievalMetric`` gives every query exactly one rank.  The HowTo100M formula found the true score's
   position(s) in the sorted row and produced one entry per tied position, over-counting on ties.  Here the
   rank is the number of *other* candidates scoring ``>=`` the true one (pessimistic: a constant scorer gets
-  R@1 = 0).  Without ties this equals the original.
+  R@1 = 0).  Without ties this equals the original; ``eval.metric_compat: original`` restores its counting.
 * ``CrossTaskMetric`` raises on a ground-truth video without a prediction, on mismatched shapes, and on a task
   with no ground-truth step at all (the original silently skipped the first and divided by zero on the last).
 """
@@ -34,6 +34,7 @@ from tempclr.evaluators.fullvideo_compat import (
     substring_blocks,
 )
 from tempclr.evaluators.metric_base import METRIC_COMPAT_KEY, Metric, metric_compat
+from tempclr.evaluators.retrieval_compat import tied_position_metrics
 from tempclr.utils.registry import register
 
 __all__ = ["Metric", "RetrievalMetric", "CrossTaskMetric", "pessimistic_ranks", "FullVideoRetrievalMetric",
@@ -64,11 +65,20 @@ class RetrievalMetric(Metric):
 
     def __init__(self, config: Any, metric_names: Sequence[str] = ("R1", "R5", "R10", "MR")):
         super().__init__(config, metric_names)
+        self.compat = metric_compat(config)
 
     def compute_metrics(self, outputs: np.ndarray, texts: Optional[Sequence[str]] = None, **kwargs: Any) -> dict:
         """``outputs`` [N, N] scores (captions x clips, row ``i``'s true clip is ``i``).  ``texts`` (the decoded
         captions) and the other predictor outputs (``video_ids``, ...) are accepted and unused.  ``MR`` is
-        ``median(rank) + 1``."""
+        ``median(rank) + 1``.  ``eval.metric_compat: original`` counts a query tied with ``t`` other candidates
+        ``t + 1`` times, as the original did (:mod:`tempclr.evaluators.retrieval_compat`)."""
+        if self.compat == "original":
+            scores = np.asarray(outputs)
+            if scores.ndim != 2 or scores.size == 0:
+                raise ValueError(f"RetrievalMetric: outputs must be a non-empty [N, N] score matrix, got shape "
+                                 f"{scores.shape}")
+            _compat_dtype(scores, type(self).__name__)
+            return tied_position_metrics(scores)
         ranks = pessimistic_ranks(outputs)
         return {
             "R1": float(np.mean(ranks == 0)),
@@ -336,3 +346,8 @@ class FullVideoBGRetrievalMetric(Metric):
 
     def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
         _print_full_video_metrics(metrics)
+
+
+from tempclr.evaluators.qa import QAMetric  # noqa: E402
+
+__all__ += ["QAMetric"]  # re-exported under MMPT's module path

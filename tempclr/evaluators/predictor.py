@@ -192,3 +192,6 @@ class BGRetrievalPredictor(RetrievalPredictor):
 
     def _caption_rows(self, caps: torch.Tensor) -> torch.Tensor:
         return caps[0]
+
+
+from .qa import QAPredictor  # noqa: E402,F401  (re-exported under MMPT's module path)
