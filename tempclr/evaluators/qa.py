@@ -27,15 +27,14 @@ __all__ = ["QAMetric", "QAPredictor", "candidate_groups", "qa_correct"]
 def candidate_groups(candidates: Sequence[Sequence[Any]]) -> np.ndarray:
     """``groups [N, C]`` int64: ``groups[n, c]`` is the first position in row ``n`` whose candidate equals
     candidate ``c`` (strings or token-id sequences, compared by value)."""
-    rows = []
-    for row in candidates:
-        first: Dict[Any, int] = {}
-        keys = [tuple(c) if not isinstance(c, str) else c for c in row]
-        rows.append([first.setdefault(key, position) for position, key in enumerate(keys)])
+    rows = [list(row) for row in candidates]
     lengths = {len(row) for row in rows}
     if len(lengths) > 1:
         raise ValueError(f"QAMetric: candidates rows have different lengths {sorted(lengths)}")
-    return np.asarray(rows, dtype=np.int64).reshape(len(rows), -1)
+    codes: Dict[Any, int] = {}
+    flat = [codes.setdefault(c if isinstance(c, str) else tuple(c), len(codes)) for row in rows for c in row]
+    coded = np.asarray(flat, dtype=np.int64).reshape(len(rows), lengths.pop() if lengths else 0)
+    return np.argmax(coded[:, :, None] == coded[:, None, :], axis=2).astype(np.int64)
 
 
 def qa_correct(scores: np.ndarray, targets: np.ndarray, groups: Optional[np.ndarray] = None) -> np.ndarray:
@@ -94,7 +93,7 @@ class QAMetric(Metric):
             raise ValueError(f"{name}: the scores of {int(np.isnan(outputs).any(axis=1).sum())} question(s) hold "
                              f"NaN (first: row {row}); the answer is undefined")
         n = outputs.shape[0]
-        groups = None if candidates is None else candidate_groups(candidates)
+        groups = None if candidates is None or self.compat == "original" else candidate_groups(candidates)
         n_candidates = outputs.shape[1] if outputs.ndim == 2 else (groups.shape[1] if groups is not None else None)
         if groups is not None and groups.shape != (n, n_candidates):
             raise ValueError(f"{name}: candidates is {list(groups.shape)} but outputs has {n} questions x "
