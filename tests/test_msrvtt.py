@@ -71,10 +71,13 @@ def test_train_split_adds_full_test_videos_repeats_and_draws_captions(files, voc
     tokenize = text.tokenizer
     drawn = {tuple(text("video3")) for _ in range(40)}
     assert drawn == {tuple(tokenize(c, add_special_tokens=False)["input_ids"]) for c in ("pour batter", "flip pancake")}
+    with pytest.raises(ValueError, match=r"train.csv has no 'sentence' column, so its captions come from "
+                                         r"dataset.json_path"):
+        MSRVTTMetaProcessor(config(files, vocab_dir, "train"))
     with pytest.raises(ValueError, match="go together"):
         MSRVTTMetaProcessor(config(files, vocab_dir, "train", full_test_path=str(files / "full.csv")))
     with pytest.raises(ValueError, match="dup=0 must be >= 1"):
-        MSRVTTMetaProcessor(config(files, vocab_dir, "train", dup=0))
+        MSRVTTMetaProcessor(config(files, vocab_dir, "train", dup=0, json_path=str(files / "data.json")))
 
 
 def test_malformed_msrvtt_files_name_the_file_and_the_row(files, vocab_dir):

@@ -157,7 +157,11 @@ class MSRVTTMetaProcessor(MetaProcessor):
                 data = data * int(dup)
         vfeat_dir = _vfeat_dir(config)
         self.data = drop_missing_features(data, [vid for vid, _ in data], vfeat_dir, type(self).__name__, path)
-        if self.split == "train" and cfg_get(config, "json_path") is not None and not has_sentence:
+        if not has_sentence:
+            if cfg_get(config, "json_path") is None or self.split != "train":
+                raise ValueError(f"{path} has no 'sentence' column, so its captions come from dataset.json_path "
+                                 "(MSRVTT_data.json), which only the train split reads; set json_path, or use a csv "
+                                 "with sentences (the original trained on the video id as the caption)")
             self._check_captions(str(cfg_get(config, "json_path")))
 
     def _check_captions(self, json_path: str) -> None:
