@@ -288,3 +288,40 @@ def test_qa_predictor_scores_each_candidate_against_its_video(demo, small_demo, 
     repeated = next(i for i in range(n) if task.test_data.meta_processor[i][0] == summary["repeated_answer_question"])
     groups = [tuple(c) for c in result["candidates"][repeated]]
     assert len(set(groups)) == 4          # the answer's text twice
+
+
+# ------------------------------------------------------------------------------------------------ MMPT signatures
+
+MMPT_PARAMETERS = {
+    ("QAMetric", "__init__"): ["config", "metric_names"],
+    ("QAMetric", "compute_metrics"): ["outputs", "targets", "kwargs"],
+    ("QAPredictor", "__init__"): ["config"],
+    ("QAPredictor", "predict_loop"): ["model", "eval_dataloader", "output_file"],
+    ("QAPredictor", "__call__"): ["sample"],
+    ("QAPredictor", "finalize"): ["output_file"],
+    ("MSRVTTQAAligner", "__call__"): ["video_id", "video_feature", "text_feature", "wps"],
+    ("MSRVTTTextProcessor", "__call__"): ["text_id"],
+    ("MSRVTTQATextProcessor", "__call__"): ["text_ans"],
+    ("MSRVTTMetaProcessor", "__getitem__"): ["idx"],
+    ("T2VContraLoss", "__call__"): ["pooled_video", "pooled_text", "kwargs"],
+    ("V2TContraLoss", "__call__"): ["pooled_video", "pooled_text", "kwargs"],
+}
+
+
+@pytest.mark.parametrize("cls, method", list(MMPT_PARAMETERS), ids=[f"{c}.{m}" for c, m in MMPT_PARAMETERS])
+def test_mmpt_module_paths_and_parameters(cls, method):
+    """The classes import from MMPT's module paths and keep the original's parameters (optional ones may follow)."""
+    import importlib
+    import inspect
+
+    module = {"QAMetric": "tempclr.evaluators.metric", "QAPredictor": "tempclr.evaluators.predictor",
+              "T2VContraLoss": "tempclr.losses.nce", "V2TContraLoss": "tempclr.losses.nce"}.get(
+                  cls, "tempclr.processors.dsprocessor")
+    parameters = [p for p in inspect.signature(getattr(getattr(importlib.import_module(module), cls), method))
+                  .parameters.values() if p.name != "self"]
+    expected = [n for n in MMPT_PARAMETERS[(cls, method)] if n != "kwargs"]
+    assert [p.name for p in parameters][:len(expected)] == expected
+    if "kwargs" in MMPT_PARAMETERS[(cls, method)]:
+        assert parameters[-1].kind is inspect.Parameter.VAR_KEYWORD
+    assert all(p.default is not inspect.Parameter.empty or p.kind is inspect.Parameter.VAR_KEYWORD
+               for p in parameters[len(expected):])
