@@ -74,6 +74,8 @@ def test_retrieval_compat_counts_a_tie_as_the_original_did_and_refuses_nothing_t
     assert RetrievalMetric(None).compute_metrics(scores)["R1"] == 2 / 3
     with pytest.raises(ValueError, match="no query has a finite true score"):
         RetrievalMetric(ORIGINAL).compute_metrics(np.full((2, 2), np.nan, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"square \[N, N\] score matrix"):
+        RetrievalMetric(ORIGINAL).compute_metrics(np.zeros((3, 2), dtype=np.float32))
     with pytest.raises(ValueError, match="float32 or float64"):
         RetrievalMetric(ORIGINAL).compute_metrics(np.eye(3, dtype=np.int64))
 

@@ -74,9 +74,9 @@ class RetrievalMetric(Metric):
         ``t + 1`` times, as the original did (:mod:`tempclr.evaluators.retrieval_compat`)."""
         if self.compat == "original":
             scores = np.asarray(outputs)
-            if scores.ndim != 2 or scores.size == 0:
-                raise ValueError(f"RetrievalMetric: outputs must be a non-empty [N, N] score matrix, got shape "
-                                 f"{scores.shape}")
+            if scores.ndim != 2 or scores.size == 0 or scores.shape[0] != scores.shape[1]:
+                raise ValueError(f"RetrievalMetric: outputs must be a non-empty square [N, N] score matrix (query i "
+                                 f"matches candidate i), got shape {scores.shape}")
             _compat_dtype(scores, type(self).__name__)
             return tied_position_metrics(scores)
         ranks = pessimistic_ranks(outputs)
