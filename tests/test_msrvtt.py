@@ -325,3 +325,13 @@ def test_mmpt_module_paths_and_parameters(cls, method):
         assert parameters[-1].kind is inspect.Parameter.VAR_KEYWORD
     assert all(p.default is not inspect.Parameter.empty or p.kind is inspect.Parameter.VAR_KEYWORD
                for p in parameters[len(expected):])
+
+
+def test_make_demo_msrvtt_script_writes_the_set(tmp_path, capsys):
+    from conftest import load_script
+
+    load_script("make_demo_msrvtt").main(["--out", str(tmp_path / "msrvtt")])
+    summary = json.loads((tmp_path / "msrvtt" / "demo_msrvtt.json").read_text())
+    assert summary["test_videos"] == 24 and summary["train_videos"] == 48 and summary["extra_videos"] == 8
+    assert f"demo MSR-VTT set in {tmp_path / 'msrvtt'}" in capsys.readouterr().out
+    assert len(os.listdir(tmp_path / "msrvtt" / "features")) == 80
