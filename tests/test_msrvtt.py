@@ -47,8 +47,9 @@ def files(tmp_path):
 
 
 def config(files, vocab_dir, split="test", **extra):
-    return OmegaConf.create({"split": split, "test_path": str(files / "test.csv"), "train_path": str(files / "train.csv"),
-                             "vfeat_dir": str(files / "features"), "bert_name": vocab_dir, **extra})
+    return OmegaConf.create({"split": split, "test_path": str(files / "test.csv"),
+                             "train_path": str(files / "train.csv"), "vfeat_dir": str(files / "features"),
+                             "bert_name": vocab_dir, **extra})
 
 
 def test_test_csv_gives_sentences_keeps_na_and_drops_videos_without_features(files, vocab_dir, capsys):

@@ -23,7 +23,8 @@ from tempclr_cli.localjob import LocalJob
 CONFIGS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "configs", "videoclip", "*.yaml")))
 # the MMPT configs of this part of the suite (COIN and DiDeMo come with their own part)
 EXPECTED = {"vtt_videoclip", "test_vtt_zs", "test_vtt_videoclip", "vttqa_videoclip", "test_vttqa_zs",
-            "test_vttqa_videoclip", "youcook_videoclip", "test_youcook_videoclip", "test_youcook_zs", "crosstask_videoclip",
+            "test_vttqa_videoclip", "youcook_videoclip", "test_youcook_videoclip", "test_youcook_zs",
+            "crosstask_videoclip",
             "test_crosstask_videoclip", "test_crosstask_zs_videoclip", "how2"}
 
 
@@ -106,7 +107,8 @@ def demo_test_overrides(name, data, msrvtt):
     if "youcook" in name:
         youcook = f"{data}/youcook"
         return (f"  test_path: {youcook}/youcook_val.pkl\n"
-                f"  trainval_annotation: {youcook}/youcookii_annotations_trainval.json\n  vfeat_dir: {youcook}/features\n")
+                f"  trainval_annotation: {youcook}/youcookii_annotations_trainval.json\n"
+                f"  vfeat_dir: {youcook}/features\n")
     release = f"{data}/crosstask/crosstask_release"
     return (f"  test_path: {release}/videos_val.csv\n  train_csv_path: {release}/videos.csv\n"
             f"  val_path: {release}/videos_val.csv\n  val_csv_path: {release}/videos_val.csv\n"
