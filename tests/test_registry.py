@@ -56,7 +56,7 @@ def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError) as error:
         lookup("aligner", "CrossTaskAlignr")
     assert str(error.value) == ("dataset.aligner: CrossTaskAlignr names no aligner; valid: CrossTaskAligner, "
-                                "DSAligner, OverlappedAligner, VariedLenAligner, VideoRetriAligner, "
+                                "DSAligner, MSRVTTQAAligner, OverlappedAligner, VariedLenAligner, VideoRetriAligner, "
                                 "VideoRetriOverlappedAligner, YoucookFullVideoBGAligner")
     with pytest.raises(ValueError, match=r"^metric: CrossTaskPredictor names no metric; valid: CrossTaskMetric, "):
         lookup("metric", "CrossTaskPredictor")  # a class of another kind is not a metric
@@ -70,7 +70,7 @@ def test_kinds_hold_what_their_package_defines():
     assert set(registered("task")) == {"Task", "RetriTask", "VideoRetriTask", "AlignRetriTask", "AlignLocalTask"}
     assert set(registered("model")) == {"MMFusionSeparate", "MMFusionSeparateActionLocalization",
                                         "MMFusionSeparateFullVideoBGRetrieval"}
-    assert set(registered("loss")) == {"BCE", "CrossEntropy", "MMContraLoss"}
+    assert set(registered("loss")) == {"BCE", "CrossEntropy", "MMContraLoss", "T2VContraLoss", "V2TContraLoss"}
     for kind, package in KIND_PACKAGES.items():
         for name, cls in registered(kind).items():
             assert cls.__module__.startswith(package), (kind, name, cls.__module__)

@@ -4,3 +4,4 @@ from .metric import CrossTaskMetric, FullVideoBGRetrievalMetric, FullVideoRetrie
 from .predictor import Predictor
 from .crosstask_predictor import CrossTaskPredictor
 from .predictor import BGRetrievalPredictor, RetrievalPredictor
+from .qa import QAMetric, QAPredictor

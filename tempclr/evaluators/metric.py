@@ -13,13 +13,12 @@ Changes from MMPT ``mmpt/evaluators/metric.py``:
 * ``RetrievalMetric`` gives every query exactly one rank.  The HowTo100M formula found the true score's
   position(s) in the sorted row and produced one entry per tied position, over-counting on ties.  Here the
   rank is the number of *other* candidates scoring ``>=`` the true one (pessimistic: a constant scorer gets
-  R@1 = 0).  Without ties this equals the original.
+  R@1 = 0).  Without ties this equals the original; ``eval.metric_compat: original`` restores its counting.
 * ``CrossTaskMetric`` raises on a ground-truth video without a prediction, on mismatched shapes, and on a task
   with no ground-truth step at all (the original silently skipped the first and divided by zero on the last).
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -34,51 +33,12 @@ from tempclr.evaluators.fullvideo_compat import (
     fullvideo_alignment_scores,
     substring_blocks,
 )
-from tempclr.utils.fileio import write_json_atomic
-from tempclr.utils.load_config import cfg_get
+from tempclr.evaluators.metric_base import METRIC_COMPAT_KEY, Metric, metric_compat
+from tempclr.evaluators.retrieval_compat import tied_position_metrics
 from tempclr.utils.registry import register
 
 __all__ = ["Metric", "RetrievalMetric", "CrossTaskMetric", "pessimistic_ranks", "FullVideoRetrievalMetric",
            "FullVideoBGRetrievalMetric", "metric_compat"]
-
-
-def _to_json(value: Any) -> Any:
-    """``json.dump`` default: numpy scalars and arrays to Python numbers and lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"metric value of type {type(value).__name__} is not JSON serialisable")
-
-
-class Metric(ABC):
-    """Base class: ``metric_names[0]`` is the metric used to pick the best checkpoint."""
-
-    def __init__(self, config: Any, metric_names: Sequence[str]):
-        if not metric_names:
-            raise ValueError(f"{type(self).__name__}: metric_names must name at least one metric")
-        self.config = config
-        self.metric_names = list(metric_names)
-
-    @abstractmethod
-    def compute_metrics(self, **outputs: Any) -> dict:
-        """Metrics from the predictor's outputs (keyword arguments, as the evaluator unpacks them)."""
-
-    @abstractmethod
-    def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
-        """Print ``metrics`` in the original's format."""
-
-    def best_metric(self, metric: Mapping[str, Any]) -> float:
-        """``metric[metric_names[0]]`` as a float (``metric``: the computed metrics dict, the original's name)."""
-        name = self.metric_names[0]
-        if name not in metric:
-            raise KeyError(f"{type(self).__name__}.best_metric: '{name}' missing from the computed metrics "
-                           f"(have {sorted(metric)})")
-        return float(metric[name])
-
-    def save_metrics(self, fn: str, metrics: Mapping[str, Any]) -> None:
-        """Write ``metrics`` to ``fn`` as JSON (numpy values converted), atomically via a temp file."""
-        write_json_atomic(fn, dict(metrics), default=_to_json)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -105,11 +65,20 @@ class RetrievalMetric(Metric):
 
     def __init__(self, config: Any, metric_names: Sequence[str] = ("R1", "R5", "R10", "MR")):
         super().__init__(config, metric_names)
+        self.compat = metric_compat(config)
 
     def compute_metrics(self, outputs: np.ndarray, texts: Optional[Sequence[str]] = None, **kwargs: Any) -> dict:
         """``outputs`` [N, N] scores (captions x clips, row ``i``'s true clip is ``i``).  ``texts`` (the decoded
         captions) and the other predictor outputs (``video_ids``, ...) are accepted and unused.  ``MR`` is
-        ``median(rank) + 1``."""
+        ``median(rank) + 1``.  ``eval.metric_compat: original`` counts a query tied with ``t`` other candidates
+        ``t + 1`` times, as the original did (:mod:`tempclr.evaluators.retrieval_compat`)."""
+        if self.compat == "original":
+            scores = np.asarray(outputs)
+            if scores.ndim != 2 or scores.size == 0 or scores.shape[0] != scores.shape[1]:
+                raise ValueError(f"RetrievalMetric: outputs must be a non-empty square [N, N] score matrix (query i "
+                                 f"matches candidate i), got shape {scores.shape}")
+            _compat_dtype(scores, type(self).__name__)
+            return tied_position_metrics(scores)
         ranks = pessimistic_ranks(outputs)
         return {
             "R1": float(np.mean(ranks == 0)),
@@ -186,21 +155,6 @@ class CrossTaskMetric(Metric):
 # YouCook2 full-video retrieval (caption average, DTW, OTAM)
 
 FULL_VIDEO_METRIC_NAMES = ["R1", "R5", "R10", "DTW-R1", "DTW-R5", "DTW-R10", "OTAM-R1", "OTAM-R5", "OTAM-R10"]
-METRIC_COMPAT_KEY = "eval.metric_compat"
-METRIC_COMPAT_VALUES = ("corrected", "original")
-
-
-def metric_compat(config: Any) -> str:
-    """``eval.metric_compat`` of ``config``: "corrected" (absent, null or "corrected") or "original"."""
-    value = cfg_get(config, METRIC_COMPAT_KEY)
-    if value is None or value == "corrected":
-        return "corrected"
-    if value == "original":
-        return "original"
-    raise ValueError(f"{METRIC_COMPAT_KEY}: {value!r} is not a valid value; allowed: 'corrected' (the default, "
-                     f"also when the key is absent or null) or 'original' (the original TempCLR arithmetic)")
-
-
 def _finite_scores(outputs: Any, name: str) -> np.ndarray:
     """``outputs`` as a 2-D non-empty real array with no NaN or infinite entry (dtype kept)."""
     scores = np.asarray(outputs)
@@ -392,3 +346,8 @@ class FullVideoBGRetrievalMetric(Metric):
 
     def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
         _print_full_video_metrics(metrics)
+
+
+from tempclr.evaluators.qa import QAMetric  # noqa: E402
+
+__all__ += ["QAMetric"]  # re-exported under MMPT's module path

@@ -1,4 +1,4 @@
 from .loss import BCE, CrossEntropy, Loss
-from .nce import MMContraLoss
+from .nce import MMContraLoss, T2VContraLoss, V2TContraLoss
 
-__all__ = ["Loss", "BCE", "CrossEntropy", "MMContraLoss"]
+__all__ = ["Loss", "BCE", "CrossEntropy", "MMContraLoss", "T2VContraLoss", "V2TContraLoss"]

@@ -23,3 +23,23 @@ class MMContraLoss(Loss):
         logits = video_text_logits(pooled_video, pooled_text)
         targets = torch.arange(logits.size(0), device=logits.device)
         return F.cross_entropy(logits, targets) + F.cross_entropy(logits.t(), targets)
+
+
+@register("loss")
+class T2VContraLoss(Loss):
+    """``CE(T·Vᵀ, arange(N))``: text-to-video only, each caption against every clip of the batch (mean over N).
+    ``pooled_video`` / ``pooled_text`` ``[N, H]``, row i of each a positive pair."""
+
+    def __call__(self, pooled_video: torch.Tensor, pooled_text: torch.Tensor, **kwargs) -> torch.Tensor:
+        logits = video_text_logits(pooled_video, pooled_text).t()
+        return F.cross_entropy(logits, torch.arange(logits.size(0), device=logits.device))
+
+
+@register("loss")
+class V2TContraLoss(Loss):
+    """``CE(V·Tᵀ, arange(N))``: video-to-text only, each clip against every caption of the batch (mean over N).
+    ``pooled_video`` / ``pooled_text`` ``[N, H]``, row i of each a positive pair."""
+
+    def __call__(self, pooled_video: torch.Tensor, pooled_text: torch.Tensor, **kwargs) -> torch.Tensor:
+        logits = video_text_logits(pooled_video, pooled_text)
+        return F.cross_entropy(logits, torch.arange(logits.size(0), device=logits.device))

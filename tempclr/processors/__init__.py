@@ -9,3 +9,5 @@ from .dsprocessor import (CrossTaskAligner, CrossTaskMetaProcessor, CrossTaskTex
                           YoucookFullVideoBGProcessor, YoucookFullVideoBGTextProcessor, YoucookMetaProcessor,
                           YoucookVideoProcessor)
 from .dedupprocessor import CaptionDedupProcessor, dedup_caption
+from .msrvtt import (MSRVTTMetaProcessor, MSRVTTQAAligner, MSRVTTQAMetaProcessor, MSRVTTQATextProcessor,
+                     MSRVTTTextProcessor)

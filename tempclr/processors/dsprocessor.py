@@ -524,3 +524,11 @@ class YoucookFullVideoBGAligner(Aligner):
         caps, cmasks = self._build_text_seqs(text_feature)
         return {"caps": caps, "cmasks": cmasks, "vfeats": vfeats, "vmasks": vmasks, "video_id": video_id,
                 "video_len": video_len}
+
+
+from .msrvtt import (MSRVTTMetaProcessor, MSRVTTQAAligner, MSRVTTQAMetaProcessor,  # noqa: E402
+                     MSRVTTQATextProcessor, MSRVTTTextProcessor)
+
+# re-exported under MMPT's module path
+__all__ += ["MSRVTTMetaProcessor", "MSRVTTTextProcessor", "MSRVTTQAMetaProcessor", "MSRVTTQATextProcessor",
+            "MSRVTTQAAligner"]

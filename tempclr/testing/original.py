@@ -1,7 +1,7 @@
 """The original TempCLR / MMPT loops, written out plainly: the oracles of the tests and the baselines the
 benchmarks time.  One copy of each, imported by both.
 
-Three groups:
+Four groups:
 
 * one grid, cell by cell, float64 Python scalars (``dtw_cells``, ``otam_cells``): the DTW and one-way OTAM
   recurrences on a single [L, M] cost matrix, soft (gamma > 0, as in training) or hard (gamma = 0, as in the
@@ -12,7 +12,8 @@ Three groups:
   the soft ones are differentiable the original's way (autograd then copies that tensor once per cell, the
   quadratic backward the benchmarks time);
 * the full-video retrieval metrics as the original computed them (``original_loop_clip``, ``original_loop_bg``,
-  with ``original_recall`` and ``original_metrics``).
+  with ``original_recall`` and ``original_metrics``);
+* MSR-VTT clip retrieval and multiple-choice QA (``original_retrieval_metrics``, ``original_qa_accuracy``).
 
 The original's defects are reproduced on purpose and named in each docstring, so that the compat code can be
 checked against them; where a test needs the fixed form too, a switch selects it (``column_one_sign``).  Only
@@ -42,6 +43,8 @@ __all__ = [
     "original_metrics",
     "original_loop_clip",
     "original_loop_bg",
+    "original_retrieval_metrics",
+    "original_qa_accuracy",
 ]
 
 METRIC_NAMES = ["R1", "R5", "R10", "DTW-R1", "DTW-R5", "DTW-R10", "OTAM-R1", "OTAM-R5", "OTAM-R10"]
@@ -326,3 +329,31 @@ def original_loop_bg(outputs: np.ndarray, video_ids: list, text_lengths: list, v
                 rows_t.append(torch.cat(grids_t, dim=1))
         sims["otam" if otam else "dtw"] = -_grid_costs(rows, rows_t, otam).numpy()
     return original_metrics(**sims), sims
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MSR-VTT retrieval and multiple-choice QA, as MMPT's RetrievalMetric / QAPredictor + QAMetric computed them
+# ----------------------------------------------------------------------------------------------------------------
+def original_retrieval_metrics(x: np.ndarray) -> dict:
+    """MMPT ``RetrievalMetric.compute_metrics`` (the HowTo100M formula): sort every row of ``-x``, subtract the
+    true score, and take every position where the difference is exactly 0 as a rank entry.  Defect reproduced: a
+    query tied with ``t`` other candidates gives ``t + 1`` entries (and a NaN or infinite true score none).  Raises
+    ZeroDivisionError when no entry is left, as the original did."""
+    sx = np.sort(-x, axis=1)
+    d = np.diag(-x)[:, np.newaxis]
+    ind = np.where(sx - d == 0)[1]
+    return {"R1": float(np.sum(ind == 0)) / len(ind), "R5": float(np.sum(ind < 5)) / len(ind),
+            "R10": float(np.sum(ind < 10)) / len(ind), "MR": np.median(ind) + 1}
+
+
+def original_qa_accuracy(video: torch.Tensor, text: torch.Tensor, answers: np.ndarray) -> float:
+    """MMPT ``QAPredictor`` + ``QAMetric``: ``scores = bmm(video [N, 5, H], textᵀ [N, H, 5])`` (the video
+    repeated 5 times), ``argmax(-1)[:, 0]`` the chosen candidate, accuracy against ``answers [N]`` (sklearn's
+    ``accuracy_score``, here its arithmetic: the mean of exact matches).  Defect reproduced: ``argmax`` takes the
+    first of equal scores, so a question whose answer text also sits at an earlier position counts as wrong."""
+    scores = torch.bmm(video, text.transpose(2, 1)).argmax(-1)
+    chosen = scores[:, 0].numpy()
+    hits = 0
+    for predicted, answer in zip(chosen.tolist(), np.asarray(answers).tolist()):
+        hits += int(predicted == answer)
+    return hits / len(chosen)

@@ -55,6 +55,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, ...]]] = {
         "annotation_path": STR, "n_train": INT, "sliding_window": INT, "sliding_window_size": INT,
         # YouCook2
         "trainval_annotation": STR, "use_annotation_text": BOOL,
+        # MSR-VTT
+        "jsfusion_path": STR, "full_test_path": STR, "dup": INT, "json_path": STR,
     },
     "model": {
         "model_cls": STR, "mm_encoder_cls": STR, "video_encoder_cls": STR, "text_encoder_cls": STR,
