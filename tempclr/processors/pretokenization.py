@@ -29,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from tempclr.utils.bert_name import load_pretrained
 from tempclr.utils.fileio import check_output_dir, load_captions, staged_output_set
 from tempclr.utils.safe_pickle import load_pickle
 from tempclr.utils.shardedtensor import ShardedTensor
@@ -94,7 +95,7 @@ def load_bert_tokenizer(name_or_path: str) -> Any:
             os.path.isfile(os.path.join(name_or_path, name)) for name in describing):
         # transformers 5.x: vocab=, not vocab_file= (which silently builds a 5-token vocabulary)
         return BertTokenizerFast(vocab=vocab_path, do_lower_case=True)
-    return AutoTokenizer.from_pretrained(name_or_path)
+    return load_pretrained(AutoTokenizer, name_or_path, "--tokenizer")
 
 
 def _read_meta(shard_dir: str, split: str) -> dict[int, list[str]]:
