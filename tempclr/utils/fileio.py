@@ -111,10 +111,30 @@ def atomic_path(path: str, suffix: str = ".tmp", durable: bool = False) -> Itera
         os.replace(tmp, path)
         if durable:
             fsync_dir(folder)
+    except OSError as error:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise no_space_error(error, path) from error
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def no_space_error(error: OSError, path: str) -> OSError:
+    """``error`` itself, or for a full disk, an exhausted quota or a file-size limit (``ENOSPC``, ``EDQUOT``,
+    ``EFBIG``, whose messages name no file) a new ``OSError`` of the same errno naming ``path``, saying that the
+    earlier file there (if any) is unchanged and what to do."""
+    if not isinstance(error, OSError) or error.errno not in NO_SPACE_ERRNOS:
+        return error
+    folder = os.path.dirname(os.path.abspath(path))
+    return OSError(error.errno, f"{path}: could not be written ({error.strerror or error}): the disk holding {folder} "
+                                "is full, or a quota or file-size limit was reached; nothing was replaced (an "
+                                "earlier file of that name is unchanged). Free space there or write elsewhere, "
+                                "then run again")
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
