@@ -111,17 +111,28 @@ def atomic_path(path: str, suffix: str = ".tmp", durable: bool = False) -> Itera
         os.replace(tmp, path)
         if durable:
             fsync_dir(folder)
-    except OSError as error:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        raise no_space_error(error, path) from error
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        full = no_space_in(error)
+        if full is not None:
+            raise no_space_error(full, path) from error
         raise
 
 
 NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def no_space_in(error: BaseException) -> OSError | None:
+    """The full-disk ``OSError`` (see :func:`no_space_error`) that ``error`` is or was raised during (torch's
+    checkpoint writer turns one into a ``RuntimeError`` about a zip position), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def no_space_error(error: OSError, path: str) -> OSError:
