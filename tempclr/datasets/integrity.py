@@ -255,7 +255,7 @@ def _check_caption_values(k: int, ids: List[str], lengths: Optional[np.ndarray],
                 c = int(late[0])
                 problems.append(f"caption {c} ends at {rows[c, 1]:g} s but the video has {lengths[i]} s of features "
                                 f"(tolerance {CAPTION_END_TOLERANCE_S:g} s)"
-                                + (f"; {len(late) - 1} more captions end past it" if len(late) > 1 else ""))
+                                + (f"; {len(late) - 1} more end past it" if len(late) > 1 else ""))
         if problems:
             faults.append(DataFault(t_path, f"shard {k} row {i}", f"video {video}: " + "; ".join(problems)
                                     + f"; fix the caption file (or the video's features) and {TEXT_SHARD_HOW}",
