@@ -16,7 +16,7 @@ import torch
 from conftest import ROOT, small_demo_config
 from tempclr.tasks.fairseq_checkpoint_io import torch_persistent_save_atomic
 from tempclr.utils.config_schema import ConfigError
-from tempclr.utils.fileio import atomic_path, open_temp, save_npy_atomic
+from tempclr.utils.fileio import atomic_path, save_npy_atomic
 from tempclr.utils.load_config import read_config
 from tempclr.utils.shardedtensor import write_sharded
 from tempclr_cli import check_data

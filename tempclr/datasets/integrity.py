@@ -220,65 +220,78 @@ def _caption_shard(prefix: str, k: int, n_videos: int, faults: List[DataFault]
     return starts, data, data_path
 
 
+def _first_per_video(bad_rows: np.ndarray, row_video: np.ndarray) -> Dict[int, Tuple[int, int]]:
+    """``{video: (first bad row, number of bad rows)}`` for the videos owning a row where ``bad_rows`` is true."""
+    rows = np.flatnonzero(bad_rows)
+    if len(rows) == 0:
+        return {}
+    videos, first, counts = np.unique(row_video[rows], return_index=True, return_counts=True)
+    return {int(v): (int(rows[f]), int(c)) for v, f, c in zip(videos, first, counts)}
+
+
 def _check_caption_values(k: int, ids: List[str], lengths: Optional[np.ndarray], times, caps,
                           vocab_size: Optional[int], faults: List[DataFault]) -> None:
+    """Caption times and token ids of caption shard ``k``, vectorised over the shard; only faulty videos are
+    visited one by one, to word their fault."""
     t_starts, t_data, t_path = times
     c_starts, c_data, c_path = caps
-    se = np.asarray(t_data, dtype=np.float64)
-    ids_arr = np.asarray(c_data)
-    for i, video in enumerate(ids):
-        a, b = t_starts[i], t_starts[i + 1]
-        if b - a != c_starts[i + 1] - c_starts[i]:
-            faults.append(DataFault(c_path, f"shard {k} row {i}", f"video {video} has {b - a} caption times but "
-                                    f"{c_starts[i + 1] - c_starts[i]} token rows; {TEXT_SHARD_HOW}", video))
-            continue
-        rows = se[a:b]
-        bad = ~np.isfinite(rows).all(axis=1) if rows.ndim == 2 and rows.shape[1:] == (2,) else None
-        if bad is None:
-            faults.append(DataFault(t_path, f"shard {k} row {i}", f"caption times must be [n, 2], got {rows.shape}; "
-                                    f"{TEXT_SHARD_HOW}", video))
-            continue
-        problems = []
-        if bad.any():
-            problems.append(f"caption {int(np.flatnonzero(bad)[0])} has a NaN or inf time")
-        backwards = np.flatnonzero(rows[:, 1] < rows[:, 0])
-        if len(backwards):
-            c = int(backwards[0])
-            problems.append(f"caption {c} ends before it starts ({rows[c, 0]:g} s > {rows[c, 1]:g} s)"
-                            + (f" and {len(backwards) - 1} more" if len(backwards) > 1 else ""))
-        negative = np.flatnonzero(rows[:, 0] < 0)
-        if len(negative):
-            problems.append(f"caption {int(negative[0])} starts at {rows[negative[0], 0]:g} s, before the video")
-        if lengths is not None:
-            late = np.flatnonzero(rows[:, 1] > lengths[i] + CAPTION_END_TOLERANCE_S)
-            if len(late):
-                c = int(late[0])
-                problems.append(f"caption {c} ends at {rows[c, 1]:g} s but the video has {lengths[i]} s of features "
-                                f"(tolerance {CAPTION_END_TOLERANCE_S:g} s)"
-                                + (f"; {len(late) - 1} more end past it" if len(late) > 1 else ""))
-        if problems:
-            faults.append(DataFault(t_path, f"shard {k} row {i}", f"video {video}: " + "; ".join(problems)
+    n = len(ids)
+    t_len, c_len = np.diff(t_starts), np.diff(c_starts)
+    for i in np.flatnonzero(t_len != c_len).tolist():
+        faults.append(DataFault(c_path, f"shard {k} row {i}", f"video {ids[i]} has {t_len[i]} caption times but "
+                                f"{c_len[i]} token rows; {TEXT_SHARD_HOW}", ids[i]))
+    if t_data.ndim != 2 or t_data.shape[1:] != (2,):
+        faults.append(DataFault(t_path, None, f"caption times must be [n, 2], got {t_data.shape}; {TEXT_SHARD_HOW}"))
+    else:
+        se = np.asarray(t_data, dtype=np.float64)
+        row_video = np.repeat(np.arange(n), t_len)
+        with np.errstate(invalid="ignore"):
+            checks = [("nonfinite", ~np.isfinite(se).all(axis=1)), ("backwards", se[:, 1] < se[:, 0]),
+                      ("negative", se[:, 0] < 0)]
+            if lengths is not None:
+                checks.append(("late", se[:, 1] > lengths[row_video] + CAPTION_END_TOLERANCE_S))
+        found = {name: _first_per_video(bad, row_video) for name, bad in checks}
+        for i in sorted(set().union(*found.values())):
+            problems = []
+            if i in found["nonfinite"]:
+                problems.append(f"caption {found['nonfinite'][i][0] - t_starts[i]} has a NaN or inf time")
+            if i in found["backwards"]:
+                row, count = found["backwards"][i]
+                problems.append(f"caption {row - t_starts[i]} ends before it starts ({se[row, 0]:g} s > "
+                                f"{se[row, 1]:g} s)" + (f" and {count - 1} more" if count > 1 else ""))
+            if i in found["negative"]:
+                row = found["negative"][i][0]
+                problems.append(f"caption {row - t_starts[i]} starts at {se[row, 0]:g} s, before the video")
+            if i in found.get("late", {}):
+                row, count = found["late"][i]
+                problems.append(f"caption {row - t_starts[i]} ends at {se[row, 1]:g} s but the video has "
+                                f"{lengths[i]} s of features (tolerance {CAPTION_END_TOLERANCE_S:g} s)"
+                                + (f"; {count - 1} more end past it" if count > 1 else ""))
+            faults.append(DataFault(t_path, f"shard {k} row {i}", f"video {ids[i]}: " + "; ".join(problems)
                                     + f"; fix the caption file (or the video's features) and {TEXT_SHARD_HOW}",
-                                    video))
-        tokens = ids_arr[c_starts[i]:c_starts[i + 1]]
-        if tokens.size == 0:
-            continue
-        pad = tokens == -1
-        out_of_range = (~pad) & (tokens < 0)
-        if vocab_size is not None:
-            out_of_range |= tokens >= vocab_size
-        if out_of_range.any():
-            c = int(np.argwhere(out_of_range)[0, 0])
-            value = int(tokens[out_of_range][0])
-            faults.append(DataFault(c_path, f"shard {k} row {i}", f"video {video}: caption {c} holds token id "
-                                    f"{value}, outside the vocabulary [0, {vocab_size}) of dataset.bert_name "
-                                    f"({int(out_of_range.sum())} such ids in this video); the captions were "
-                                    f"tokenised with another tokenizer: re-run tempclr-pretokenize with "
-                                    "dataset.bert_name's", video))
-        elif np.any(pad[:, :-1] & ~pad[:, 1:]):
-            c = int(np.argwhere(pad[:, :-1] & ~pad[:, 1:])[0, 0])
-            faults.append(DataFault(c_path, f"shard {k} row {i}", f"video {video}: caption {c} has a token id "
-                                    f"after the -1 padding; {TEXT_SHARD_HOW}", video))
+                                    ids[i]))
+    tokens = np.asarray(c_data)
+    if tokens.ndim != 2 or len(tokens) == 0:
+        return
+    row_video = np.repeat(np.arange(n), c_len)
+    pad = tokens == -1
+    out_of_range = (~pad) & (tokens < 0)
+    if vocab_size is not None:
+        out_of_range |= tokens >= vocab_size
+    outside = _first_per_video(out_of_range.any(axis=1), row_video)
+    for i, (row, _) in outside.items():
+        in_video = out_of_range[c_starts[i]:c_starts[i + 1]]
+        value = int(tokens[row][out_of_range[row]][0])
+        faults.append(DataFault(c_path, f"shard {k} row {i}", f"video {ids[i]}: caption {row - c_starts[i]} holds "
+                                f"token id {value}, outside the vocabulary [0, {vocab_size}) of dataset.bert_name "
+                                f"({int(in_video.sum())} such ids in this video); the captions were tokenised "
+                                "with another tokenizer: re-run tempclr-pretokenize with dataset.bert_name's",
+                                ids[i]))
+    gaps = _first_per_video((pad[:, :-1] & ~pad[:, 1:]).any(axis=1), row_video)
+    for i, (row, _) in gaps.items():
+        if i not in outside:
+            faults.append(DataFault(c_path, f"shard {k} row {i}", f"video {ids[i]}: caption {row - c_starts[i]} "
+                                    f"has a token id after the -1 padding; {TEXT_SHARD_HOW}", ids[i]))
 
 
 def _scan_how2(dataset_config: Any, split: str, vocab_size: Optional[int], value_scan_bytes: Optional[int]
