@@ -243,3 +243,30 @@ def test_youcook_ids_without_clip_and_repeated_ids(demo_copy, tmp_path, capsys):
     with pytest.raises(ValueError, match=rf"^{re.escape(str(pkl))} \(dataset.test_path\): 3 record id fault\(s\): "
                                          r"record 3: .*; record 5: .*; record \d+: "):
         YoucookMetaProcessor(dataset)
+
+
+def test_caption_shards_too_large_to_scan_at_start_are_checked_item_by_item(demo_copy, tmp_path):
+    """Beyond the start-up byte budget the caption values are left to the processors, which check each item."""
+    from tempclr.datasets.integrity import scan_split
+    from tempclr.tasks.task import Task
+    from tempclr.utils.load_config import load_config
+
+    big = token_beyond_vocab(demo_copy)
+    captions_past_the_end(demo_copy)
+    config = load_config(config_file=small_demo_config(tmp_path, demo_copy, tmp_path / "save"), dryrun=True)
+    report = scan_split(config.dataset, "train", vocab_size=940, value_scan_bytes=1024)
+    assert report.faults == [] and len(report.warnings) == 1
+    assert "more than the 0 MiB read at start-up: caption times and token ids are checked as each item is read" \
+        in report.warnings[0]
+    dataset = Task.config_task(config).build_mmdataset(      # one video per item (the demo config groups them)
+        "train", meta_processor="ShardedHow2MetaProcessor", video_processor="ShardedVideoProcessor",
+        text_processor="ShardedTextProcessor", aligner="OverlappedAligner")
+    position = {key[0]: n for n, (key, _) in enumerate(dataset.meta_processor[i] for i in range(len(dataset)))}
+    ids = meta(demo_copy)
+    with pytest.raises(ValueError, match=rf"^video {ids[1][2]}: caption 0 holds token id 1000000, outside the "
+                                         rf"vocabulary \[0, 940\) of dataset.bert_name in "
+                                         rf"{re.escape(big)}; the captions were tokenised with another tokenizer"):
+        dataset[position[ids[1][2]]]
+    with pytest.raises(ValueError, match=rf"^video {ids[0][5]}: caption \d+ ends at [\d.]+ s but the video has \d+ s "
+                                         r"of features \(tolerance 2 s\)"):
+        dataset[position[ids[0][5]]]

@@ -17,8 +17,8 @@ HowTo100M shards (``ShardedHow2MetaProcessor`` and its subclasses):
   caption times as token rows per video; each caption ``0 <= start <= end`` and ``end <= T +``
   :data:`CAPTION_END_TOLERANCE_S` for a video of ``T`` feature rows (seconds); token ids in ``[0, vocab_size)``,
   ``-1`` only as trailing padding.  These value checks read the caption shards whole: training runs them when the
-  caption shards of a split hold at most :data:`VALUE_SCAN_BYTES` (every item is still checked when it is read),
-  ``tempclr-check`` always.
+  caption shards of a split hold at most :data:`VALUE_SCAN_BYTES` (beyond, the processors check each item's
+  caption times and token ids as it is read), ``tempclr-check`` always.
 
 YouCook2 (``Youcook*MetaProcessor``): every record id is ``<video>_<clip>`` with an integer clip index, is not
 itself the id of a video (of the annotation file or the feature folder; such an id would be split into another
@@ -37,7 +37,8 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from tempclr.processors.dsprocessor import YOUCOOK_HOW, youcook_record_problems
-from tempclr.processors.how2processor import SHARD_HOW, TEXT_SHARD_HOW, ShardedHow2MetaProcessor, shard_split_name
+from tempclr.processors.how2processor import (CAPTION_END_TOLERANCE_S, SHARD_HOW, TEXT_SHARD_HOW,
+                                              ShardedHow2MetaProcessor, shard_split_name)
 from tempclr.processors.processor import SPLIT_PATH_KEYS
 from tempclr.utils.config_schema import cfg_get
 from tempclr.utils.fileio import load_npy, npy_problem
@@ -49,9 +50,6 @@ from tempclr.utils.shardedtensor import shard_paths
 __all__ = ["DataFault", "SplitReport", "DataIntegrityError", "CAPTION_END_TOLERANCE_S", "VALUE_SCAN_BYTES",
            "scan_split", "refuse_faulty_data"]
 
-# a caption may end this many seconds after the last feature row's second: features are one row per whole second
-# (the last partial second has none) and ASR caption times are not exact to the frame
-CAPTION_END_TOLERANCE_S = 2.0
 # training reads a split's caption shards whole for the value checks only up to this size
 VALUE_SCAN_BYTES = 256 << 20
 SHOWN_FAULTS = 20  # how many faults a training refusal lists
@@ -318,8 +316,8 @@ def _scan_how2(dataset_config: Any, split: str, vocab_size: Optional[int], value
                                         f"be sharded once: {SHARD_HOW}", video))
             else:
                 where[video] = (k, i)
-    missing = [(line, v) for line, v in enumerate(listed, 1) if v not in where]
-    for _, video in missing[:SHOWN_FAULTS]:
+    missing = [v for v in listed if v not in where]
+    for video in missing[:SHOWN_FAULTS]:
         faults.append(DataFault(list_path, None, f"video {video} is not in the shard meta {meta_path}; re-run "
                                 "tempclr-shard-features with this list", video))
     if len(missing) > SHOWN_FAULTS:
