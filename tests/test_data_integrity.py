@@ -1,7 +1,6 @@
 """Broken data is reported with the file and the fix: truncated .npy files, offsets and shard sizes that do not
 match, captions that end before they start or lie past the video, NaN/inf features, features of the wrong width;
 and ``check_data`` lists every problem of a broken copy of the demo data."""
-import os
 import pickle
 import re
 import shutil
