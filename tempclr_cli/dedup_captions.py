@@ -9,6 +9,7 @@ from typing import Optional
 
 import tempclr.processors.dedupprocessor as _library
 from tempclr.processors.dedupprocessor import CaptionDedupProcessor
+from tempclr.utils.fileio import output_dir_problem
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -26,6 +27,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     out = args.out or os.path.join(args.how2dir or os.path.dirname(captions), "raw_caption_dedup.pkl")
     if os.path.abspath(out) == os.path.abspath(captions):
         parser.error(f"--out {out} would overwrite the input captions")
+    problem = output_dir_problem(os.path.dirname(os.path.abspath(out)))
+    if problem is None and os.path.isdir(out):
+        problem = f"--out {out} is a folder; give the output .pkl file"
+    if problem is not None:  # before the captions are read and de-duplicated, not after
+        parser.error(f"--out: {problem}")
     processor = CaptionDedupProcessor(captions, seed=args.seed, feat_dir=args.feat_dir)
     processor()
     processor.finalize(out)

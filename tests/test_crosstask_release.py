@@ -61,6 +61,14 @@ def test_get_vids_groups_by_task(tmp_path):
     assert get_vids(csv) == {"1": ["a", "c"], "2": ["b"]}
 
 
+def test_a_video_listed_twice_for_one_task_is_refused(tmp_path):
+    csv = _write(tmp_path / "videos.csv", "1,a,u1\n2,a,u1\n1,b,u2\n1,a,u1\n")   # a in tasks 1 and 2 is fine
+    with pytest.raises(CrossTaskFormatError) as err:
+        get_vids(csv)
+    assert str(err.value) == (f"{csv}:4: task 1 video a is listed again (first on line 1); a video listed twice "
+                              "counts twice: remove the repeated line")
+
+
 @pytest.mark.parametrize("line", ["1,a", "1,a,u,extra", ",a,u"])
 def test_get_vids_malformed(tmp_path, line):
     csv = _write(tmp_path / "videos.csv", "1,a,u1\n" + line + "\n")

@@ -144,3 +144,21 @@ def test_command_writes_json_strings_that_pretokenization_reads(tmp_path):
         "v1": caption((0, 3, "crack the eggs"), (3, 5, "whisk")), "v2": caption((0, 1, "pour batter"))}
     with pytest.raises(SystemExit):
         main(["--captions", str(tmp_path / "raw_caption.json"), "--out", str(tmp_path / "raw_caption.json")])
+
+
+def test_command_refuses_an_unwritable_output_before_the_work_and_keeps_an_earlier_output(tmp_path, capsys):
+    raw = {"v1": caption((0, 2, "crack the eggs")), "v2": caption((0, 1, "pour batter"))}
+    (tmp_path / "raw_caption.json").write_text(json.dumps(raw))
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(SystemExit):
+        main(["--captions", str(tmp_path / "raw_caption.json"), "--out", str(tmp_path / "afile" / "dedup.pkl")])
+    assert (f"--out: {tmp_path / 'afile'} exists and is not a folder; remove it or choose another output folder"
+            in capsys.readouterr().err)
+    out = tmp_path / "dedup.pkl"
+    assert main(["--captions", str(tmp_path / "raw_caption.json"), "--out", str(out)]) == 0
+    before = out.read_bytes()
+    raw["v3"] = {"start": [0, 1], "end": [1], "text": ["a", "b"]}             # start/end/text of unequal length
+    (tmp_path / "raw_caption.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"video 'v3': start/end/text lists have lengths"):
+        main(["--captions", str(tmp_path / "raw_caption.json"), "--out", str(out)])
+    assert out.read_bytes() == before

@@ -102,3 +102,34 @@ def test_command_errors(world, tmp_path, capsys):
     rc = main(["--videos", world["videos"], "--config", world["config"], "--checkpoint", "missing.pt",
                "--s3d_checkpoint", world["s3d"], "eggs"])
     assert rc == 1 and "checkpoint not found: " in capsys.readouterr().err
+
+
+def test_empty_query_and_misspelt_config_key(world, tmp_path, capsys):
+    rc = main(["--videos", world["videos"], "--config", world["config"], "--s3d_checkpoint", world["s3d"],
+               "eggs", "  "])
+    assert rc == 1
+    assert capsys.readouterr().err.strip() == ("tempclr-search-videos: error: query 2 is empty; give each query as a "
+                                               "non-empty text, e.g. tempclr-search-videos \"crack the eggs\" ...")
+    misspelt = tmp_path / "misspelt.yaml"
+    misspelt.write_text(f"includes: {world['config']}\ndataset:\n  max_vidoe_len: 16\n")
+    rc = main(["--videos", world["videos"], "--config", str(misspelt), "--s3d_checkpoint", world["s3d"], "eggs"])
+    assert rc == 1
+    assert capsys.readouterr().err.strip() == (f"tempclr-search-videos: error: {misspelt}: dataset.max_vidoe_len: "
+                                               "unknown key; did you mean max_video_len?")
+
+
+def test_a_truncated_cached_feature_file_is_named(world, tmp_path, capsys):
+    import shutil
+
+    videos = tmp_path / "videos"
+    shutil.copytree(world["videos"], videos, ignore=shutil.ignore_patterns(".s3d_features"))
+    cache = videos / ".s3d_features"
+    cache.mkdir()
+    for name, seconds in (("short", 3), ("long", 40), ("mid", 5)):    # a cache as an earlier search left it
+        np.save(cache / f"{name}.npy", np.ones((seconds, 512), np.float32))
+    cached = cache / "mid.npy"
+    cached.write_bytes(cached.read_bytes()[:-64])
+    rc = main(["--videos", str(videos), "--config", world["config"], "--s3d_checkpoint", world["s3d"], "--size", "16",
+               "--device", "cpu", "eggs"])
+    err = capsys.readouterr().err
+    assert rc == 1 and f"{cached} is truncated: " in err and "delete it and search again to re-extract it" in err, err

@@ -2,6 +2,7 @@
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -152,3 +153,102 @@ def test_pretokenize_errors(tmp_path, tokenizer_dir):
     (tmp_path / "caps.json").write_text(json.dumps(captions))
     with pytest.raises(ValueError, match="vid00.*lengths"):
         pretokenization.pretokenize(str(tmp_path / "caps.json"), tokenizer_dir, str(shard_dir))
+
+
+def _snapshot(folder: Path) -> dict:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_a_failing_shard_run_leaves_the_earlier_set_byte_identical(tmp_path):
+    """The issue's case: a new run over an existing shard set whose val list names a video without features."""
+    feat_dir, _ = _videos(tmp_path, 6)
+    shard_dir = tmp_path / "shards"
+    shard_feature.shard_features(str(feat_dir), *_lists(tmp_path, ["vid00", "vid01", "vid02"], ["vid03"]),
+                                 str(shard_dir), shard_size=2)
+    (shard_dir / "notes.txt").write_text("mine")
+    before = _snapshot(shard_dir)
+    assert "train_meta_record.npz" in before
+    lists = _lists(tmp_path, ["vid04", "vid05"], ["vid_gone"])
+    with pytest.raises(FileNotFoundError, match=r"vid_gone\.npy"):
+        shard_feature.shard_features(str(feat_dir), *lists, str(shard_dir), shard_size=1)
+    # a truncated feature file is found before writing too, named, with the fix
+    np.save(feat_dir / "vid03.npy", np.ones((400, 4), np.float16))
+    raw = (feat_dir / "vid03.npy").read_bytes()
+    (feat_dir / "vid03.npy").write_bytes(raw[:-100])
+    with pytest.raises(ValueError, match=rf"1 feature file\(s\) of .*val\.lst cannot be sharded: "
+                                         rf"{re.escape(str(feat_dir / 'vid03.npy'))} is truncated: .*re-extract"):
+        shard_feature.shard_features(str(feat_dir), *_lists(tmp_path, ["vid04"], ["vid03"]), str(shard_dir))
+    assert _snapshot(shard_dir) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if ".staging-" in p.name) == []
+
+
+def test_a_new_shard_set_replaces_the_old_one_as_a_whole(tmp_path):
+    feat_dir, videos = _videos(tmp_path, 6)
+    shard_dir = tmp_path / "shards"
+    shard_feature.shard_features(str(feat_dir), *_lists(tmp_path, ["vid00", "vid01", "vid02"], ["vid03"]),
+                                 str(shard_dir), shard_size=1)
+    (shard_dir / "notes.txt").write_text("mine")
+    shard_feature.shard_features(str(feat_dir), *_lists(tmp_path, ["vid04"], ["vid05"]), str(shard_dir))
+    assert sorted(p.name for p in shard_dir.iterdir()) == [
+        "notes.txt", "train_0_data.npy", "train_0_starts.npy", "train_meta.pkl", "train_meta_record.npz",
+        "val_0_data.npy", "val_0_starts.npy", "val_meta.pkl", "val_meta_record.npz"]
+    np.testing.assert_array_equal(ShardedTensor.load(str(shard_dir / "train_0"))[0], videos["vid04"])
+
+
+@pytest.mark.parametrize("case", ["parent is a file", "not writable"])
+def test_an_output_folder_that_cannot_be_written_is_named_first(tmp_path, case):
+    feat_dir, _ = _videos(tmp_path, 2)
+    lists = _lists(tmp_path, ["vid00"], ["vid01"])
+    if case == "parent is a file":
+        (tmp_path / "afile").write_text("x")
+        shard_dir = tmp_path / "afile" / "shards"
+        expected = rf"--shard-dir: {re.escape(str(shard_dir))} cannot be created: .*afile is a file, not a folder"
+    else:
+        if os.geteuid() == 0:
+            pytest.skip("root writes into read-only folders")
+        locked = tmp_path / "locked"
+        locked.mkdir(mode=0o555)
+        shard_dir = locked / "shards"
+        expected = rf"--shard-dir: {re.escape(str(shard_dir))} cannot be written: .*locked is not writable"
+    with pytest.raises(ValueError, match=expected):
+        shard_feature.shard_features(str(feat_dir), *lists, str(shard_dir))
+
+
+def test_sharding_streams_in_bounded_memory(tmp_path):
+    """40 feature files of 1 MiB each (40 MiB) are sharded with a Python-heap peak (tracemalloc, which numpy
+    reports its buffers to) below 8 MiB: no list of all arrays is held, each file is read as it is copied."""
+    import tracemalloc
+
+    feat_dir = tmp_path / "feat"
+    feat_dir.mkdir()
+    ids = [f"v{i:02d}" for i in range(40)]
+    for i, video_id in enumerate(ids):
+        np.save(feat_dir / f"{video_id}.npy", np.full((1024, 256), i, np.float32))   # 1 MiB each
+    lists = _lists(tmp_path, ids[:36], ids[36:])
+    tracemalloc.start()
+    try:
+        shard_feature.shard_features(str(feat_dir), *lists, str(tmp_path / "s"), shard_size=64)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2 ** 20, f"peak {peak / 2**20:.1f} MiB for 40 MiB of features"
+    shard = ShardedTensor.load(str(tmp_path / "s" / "train_0"))
+    assert len(shard) == 36 and float(shard[35][0, 0]) == 35.0
+
+
+def test_a_failing_pretokenize_leaves_the_earlier_caption_shards_byte_identical(tmp_path, tokenizer_dir):
+    shard_dir = _sharded_videos(tmp_path)
+    (tmp_path / "caps.json").write_text(json.dumps(_captions()))
+    pretokenization.pretokenize(str(tmp_path / "caps.json"), tokenizer_dir, str(shard_dir), prefix="p.")
+    before = _snapshot(shard_dir)
+    captions = _captions()
+    del captions["vid02"]                                  # a val video without captions: the issue's case
+    captions["vid00"]["text"][0] = "crack crack"            # the train captions changed
+    (tmp_path / "caps.json").write_text(json.dumps(captions))
+    with pytest.raises(KeyError, match="vid02"):
+        pretokenization.pretokenize(str(tmp_path / "caps.json"), tokenizer_dir, str(shard_dir), prefix="p.")
+    assert _snapshot(shard_dir) == before
+    with pytest.raises(FileNotFoundError, match=r"^--tokenizer: .*nowhere/bert does not exist"):
+        pretokenization.pretokenize(str(tmp_path / "caps.json"), str(tmp_path / "nowhere" / "bert"), str(shard_dir),
+                                    prefix="p.", splits=("train",))
+    assert _snapshot(shard_dir) == before

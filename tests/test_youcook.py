@@ -247,9 +247,10 @@ def test_bad_records_name_the_file_and_the_record(youcook, vocab_dir, tmp_path):
         return YoucookMetaProcessor(config)
 
     bad_pkl = str(tmp_path / "bad.pkl")
-    with pytest.raises(ValueError, match=f"^{bad_pkl}: record 1 has id 'vidB'; expected '<youtube_id>_<clip_index>'$"):
+    with pytest.raises(ValueError, match=f"^{bad_pkl} \\(dataset.test_path\\): 1 record id fault\\(s\\): record 1: id "
+                                         "'vidB' is not '<video>_<clip>' with an integer clip index; fix the id$"):
         run([{"id": "vidB_0"}, {"id": "vidB"}])
-    with pytest.raises(ValueError, match="record 0 has id 'vidB_x'; expected .* non-negative integer clip index"):
+    with pytest.raises(ValueError, match="record 0: id 'vidB_x' is not '<video>_<clip>' with an integer clip index"):
         run([{"id": "vidB_x"}])
     with pytest.raises(ValueError, match=r"expected a list of dicts with an 'id' key"):
         run({"id": "vidB_0"})

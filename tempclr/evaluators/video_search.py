@@ -26,6 +26,8 @@ from typing import Optional, Sequence
 import numpy as np
 import torch
 
+from tempclr.utils.fileio import load_npy
+
 __all__ = ["VideoHit", "VideoIndex", "search"]
 
 
@@ -130,6 +132,10 @@ def search(videos_dir: str, config: str, queries: Sequence[str], checkpoint: str
     from tempclr.models.mmptmodel import DEFAULT_S3D_CHECKPOINT
     from tempclr.processors.extraction import extract_features, plan_videos, resolve_device
 
+    empty = [i for i, query in enumerate(queries, 1) if not isinstance(query, str) or not query.strip()]
+    if not queries or empty:
+        raise ValueError((f"query {empty[0]} is empty" if empty else "no query given")
+                         + "; give each query as a non-empty text, e.g. tempclr-search-videos \"crack the eggs\" ...")
     fdir = fdir or os.path.join(videos_dir, ".s3d_features")
     model, tokenizer, aligner = MMPTModel.from_pretrained(config, checkpoint=checkpoint,
                                                           s3d_checkpoint=s3d_checkpoint or DEFAULT_S3D_CHECKPOINT)
@@ -140,7 +146,9 @@ def search(videos_dir: str, config: str, queries: Sequence[str], checkpoint: str
                                error_log=os.path.join(fdir, "extract_errors.log"))
     for video, reason in summary.failed.items():
         print(f"skipped (no features): {video}: {reason}", file=sys.stderr)
-    features = {video: np.load(feature) for video, feature in plan if video not in summary.failed}
+    features = {video: load_npy(feature, fix=f"it is a cached feature file: delete it and search again to "
+                                             f"re-extract it (cache: {fdir})")
+                for video, feature in plan if video not in summary.failed}
     index = VideoIndex(model, features)
     texts = embed_queries(model, tokenizer, aligner, queries)
     return {query: index.query(vector, topk) for query, vector in zip(queries, texts)}

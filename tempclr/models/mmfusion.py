@@ -22,6 +22,7 @@ from torch import nn
 from transformers.utils import logging as hf_logging
 from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 
+from ..utils.bert_name import load_pretrained
 from ..utils.config_schema import cfg_get, setting
 from ..utils.registry import register
 from .transformermodel import MMBertForEncoder
@@ -93,8 +94,8 @@ class MMFusion(nn.Module):
                                 "model.video_encoder_cls")
         text_cls = _pick_class(TEXT_ENCODER_CLASSES, setting(config, "model.text_encoder_cls"),
                                "model.text_encoder_cls")
-        base_config = copy.deepcopy(bert_config) if bert_config is not None else AutoConfig.from_pretrained(
-            self.bert_name)
+        base_config = copy.deepcopy(bert_config) if bert_config is not None else load_pretrained(
+            AutoConfig, self.bert_name)
         self.hidden_size = base_config.hidden_size
         video_config = self._video_config(base_config)
         if bert_config is not None:

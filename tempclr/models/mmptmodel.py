@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from tempclr.utils.config_schema import cfg_get, setting
+from tempclr.utils.config_schema import cfg_get, setting, validate_config
 
 __all__ = ["MMPTModel"]
 
@@ -66,7 +66,9 @@ class MMPTModel(nn.Module):
         from tempclr.utils.load_config import recursive_config
 
         if isinstance(config, (str, os.PathLike)):
-            config = recursive_config(str(config))
+            source = str(config)
+            config = recursive_config(source)
+            validate_config(config, source=source)  # a misspelt key is an error, not a silent default
         save_path = cfg_get(config, "eval.save_path")
         checkpoint_path = os.path.join(str(save_path), checkpoint) if save_path is not None else checkpoint
         if not os.path.isfile(checkpoint_path):

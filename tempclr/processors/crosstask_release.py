@@ -131,12 +131,19 @@ def get_vids(csv_path: str, keep: Optional[Callable[[str, str], bool]] = None) -
     """Read ``videos.csv`` / ``videos_val.csv`` into ``{task_id: [youtube_id, ...]}`` (tasks in order of their
     first kept video, videos in file order).  ``keep(task, vid)`` (optional) drops the videos it rejects; a
     task none of whose videos is kept does not appear.  Lines need exactly 3 comma-separated fields
-    ``task_id,youtube_id,url`` with non-empty task and video ids; blank lines are skipped."""
+    ``task_id,youtube_id,url`` with non-empty task and video ids, each task and video pair once; blank lines
+    are skipped."""
     task_vids: TaskVids = {}
+    first_line: dict[tuple[str, str], int] = {}
     for line_no, fields in _csv_rows(csv_path, "task_id,youtube_id,url"):
         task, vid = fields[0].strip(), fields[1].strip()
         if not task or not vid:
             raise CrossTaskFormatError(csv_path, line_no, "empty task id or video id")
+        if (task, vid) in first_line:
+            raise CrossTaskFormatError(csv_path, line_no, f"task {task} video {vid} is listed again (first on line "
+                                       f"{first_line[task, vid]}); a video listed twice counts twice: remove the "
+                                       "repeated line")
+        first_line[task, vid] = line_no
         # both name files: <vfeat_dir>/<vid>.npy and <annotation_path>/<task>_<vid>.csv
         check_name(task, csv_path, line_no, "task id")
         check_name(vid, csv_path, line_no, "video id")

@@ -34,7 +34,7 @@ import json
 import math
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
 import numpy as np
 
@@ -258,6 +258,34 @@ def _split_record_id(record_id: Any, pkl_path: str, index: int) -> Tuple[str, in
     return check_name(video_id, pkl_path, index, "video id (of the record id)"), int(clip)
 
 
+def youcook_record_problems(records: Sequence[Any], known_videos: Set[str]) -> List[Tuple[int, Any, str]]:
+    """``[(index, record_id, sentence), ...]`` for every record of a YouCook2 evaluation pickle whose id is not
+    ``<video>_<clip>`` with an integer clip index, is itself the id of a video in ``known_videos`` (the
+    annotation file's and the feature folder's: it would be split into clip ``<clip>`` of another video), or
+    repeats an earlier record's id (the clip would count twice)."""
+    problems: List[Tuple[int, Any, str]] = []
+    first: Dict[str, int] = {}
+    for index, record in enumerate(records):
+        record_id = record.get("id") if isinstance(record, dict) else None
+        if not isinstance(record_id, str):
+            problems.append((index, record_id, f"id {record_id!r} is not a string '<video>_<clip>'; fix the id"))
+            continue
+        video, _, clip = record_id.rpartition("_")
+        if not video or not clip.isdigit():
+            problems.append((index, record_id, f"id {record_id!r} is not '<video>_<clip>' with an integer clip "
+                             "index; fix the id"))
+        elif record_id in known_videos:
+            problems.append((index, record_id, f"id {record_id!r} is the id of a video (in the annotation file or "
+                             f"the feature folder), not '<video>_<clip>': it would be read as clip {clip} of video "
+                             f"{video!r}; append the clip index"))
+        if record_id in first:
+            problems.append((index, record_id, f"id {record_id!r} appears again (first as record "
+                             f"{first[record_id]}); a clip listed twice counts twice: remove the repeat"))
+        else:
+            first[record_id] = index
+    return problems
+
+
 def _use_annotation_text(config: Any) -> bool:
     """``dataset.use_annotation_text``: ``true`` uses the annotation's sentences; missing/``false`` the pickle's
     captions (the original tested ``is True``, so anything but a YAML boolean is refused here)."""
@@ -347,6 +375,12 @@ def read_youcook_records(pkl_path: str, annotation_path: str, vfeat_dir: str, us
     records = _load_pickle_records(pkl_path)
     database = _load_annotation_database(annotation_path)
     available = {os.path.splitext(name)[0] for name in os.listdir(vfeat_dir) if name.endswith(".npy")}
+    problems = youcook_record_problems(records, available | set(database))
+    if problems:
+        shown = "; ".join(f"record {index}: {message}" for index, _, message in problems[:SHOWN_NAMES])
+        raise ValueError(f"{pkl_path} (dataset.test_path): {len(problems)} record id fault(s): {shown}"
+                         + (f"; ... ({len(problems) - SHOWN_NAMES} more, tempclr-check lists them all)"
+                            if len(problems) > SHOWN_NAMES else ""))
     parsed, missing, missing_videos = [], [], set()
     for index, record in enumerate(records):
         video_id, clip_index = _split_record_id(record["id"], pkl_path, index)

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Tuple
 import numpy as np
 
 from tempclr.utils.collate import stack_clip_dicts
+from tempclr.utils.bert_name import load_pretrained
 from tempclr.utils.config_schema import cfg_get, dataset_setting
 from tempclr.utils.registry import register
 from tempclr.utils.safe_pickle import load_pickle
@@ -24,6 +25,9 @@ from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, Processor, nonfi
 SHARD_HOW = "build the shards with scripts/shard_feature.py and scripts/pretokenization.py " \
             "(or run scripts/make_demo_data.py for the demo)"
 MAX_TEXT_SPAN_SEC = 256  # a sampled caption span never grows past this many seconds
+# a caption may end this many seconds after the last feature row's second: features are one row per whole second
+# (the last partial second has none) and ASR caption times are not exact to the frame
+CAPTION_END_TOLERANCE_S = 2.0
 TEXT_SHARD_HOW = ("re-run scripts/pretokenization.py on the current video shards (it writes the caption shards of "
                   "each video shard, in its order)")
 
@@ -137,6 +141,16 @@ class ShardedTextProcessor(Processor):
         counts = shard_counts(str(cfg_get(config, "vfeat_dir")), cfg_get(config, "split"))
         self.startends = _ShardCache(prefix + ".startends", counts, TEXT_SHARD_HOW)
         self.caps_ids = _ShardCache(prefix + ".caps_ids", counts, TEXT_SHARD_HOW)
+        self.bert_name = str(dataset_setting(config, "bert_name"))
+        self._vocab_size: int | None = None
+
+    def vocab_size(self) -> int:
+        """``vocab_size`` of ``dataset.bert_name``'s config.json (read once): token ids must lie below it."""
+        if self._vocab_size is None:
+            from transformers import AutoConfig
+
+            self._vocab_size = int(load_pretrained(AutoConfig, self.bert_name).vocab_size)
+        return self._vocab_size
 
     def __call__(self, key: Tuple[str, int, int, int]) -> Dict[str, List]:
         startends = np.asarray(self.startends.get(key[2])[key[3]])
@@ -150,6 +164,13 @@ class ShardedTextProcessor(Processor):
             raise ValueError(f"video {key[0]}: caption {i} ends before it starts ({startends[i, 0]:g} s > "
                              f"{startends[i, 1]:g} s) in {self.startends.prefix_format.format(key[2])}; fix the "
                              f"caption file and {TEXT_SHARD_HOW}")
+        if caps.size and (caps.max() >= self.vocab_size() or caps.min() < -1):
+            bad = (caps >= self.vocab_size()) | (caps < -1)
+            row = int(np.argwhere(bad)[0, 0])
+            raise ValueError(f"video {key[0]}: caption {row} holds token id {int(caps[row][bad[row]][0])}, outside "
+                             f"the vocabulary [0, {self.vocab_size()}) of dataset.bert_name in "
+                             f"{shard_paths(self.caps_ids.prefix_format.format(key[2]))[1]}; the captions were "
+                             "tokenised with another tokenizer: re-run tempclr-pretokenize with dataset.bert_name's")
         return {"start": startends[:, 0].tolist(), "end": startends[:, 1].tolist(),
                 "cap": [row[row != -1].tolist() for row in caps]}
 
@@ -228,6 +249,12 @@ class _SampledClipsAligner(Aligner):
                              f"the video has {len(video_feature)} s of features; the caption shards (tfeat_dir) "
                              "and the video shards (vfeat_dir) do not belong together: re-run "
                              "scripts/pretokenization.py on the shards' meta")
+        late = [i for i, end in enumerate(text_feature["end"]) if end > len(video_feature) + CAPTION_END_TOLERANCE_S]
+        if late:
+            raise ValueError(f"video {name}: caption {late[0]} ends at {text_feature['end'][late[0]]:g} s but the "
+                             f"video has {len(video_feature)} s of features (tolerance {CAPTION_END_TOLERANCE_S:g} "
+                             "s); fix the caption file (or the video's features) and re-run "
+                             "scripts/pretokenization.py (tempclr-check lists every such video)")
         clips = [self._one_clip(video_feature, text_feature) for _ in range(self.num_clips)]
         clips.sort(key=lambda c: (c["text_start"], c["video_start"], c["text_end"], c["video_end"]))
         out = stack_clip_dicts(clips)

@@ -10,6 +10,10 @@ for ``AutoTokenizer.from_pretrained``, or a folder holding only ``vocab.txt``.  
 - ``p.startends_{starts,data}.npy``: float32 ``[n_captions, 2]`` per video, ``[start, end]`` in seconds;
 - ``p.caps_ids_{starts,data}.npy``: int32 ``[n_captions, 32]`` per video, token ids truncated to 32, padded with -1.
 
+Every video of the shard metas must have captions (equal-length start/end/text lists) and the tokenizer must load
+before anything is written; the new caption shards of the prefix are written into a staging folder beside
+``shard_dir`` and moved into place as a whole, so a failing run leaves the earlier caption shards as they were.
+
 Usage::
 
     tempclr-pretokenize --captions data/how2/raw_caption_dedup.pkl \\
@@ -20,11 +24,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from typing import Any, Sequence
 
 import numpy as np
 
-from tempclr.utils.fileio import load_captions
+from tempclr.utils.bert_name import load_pretrained
+from tempclr.utils.fileio import check_output_dir, load_captions, staged_output_set
 from tempclr.utils.safe_pickle import load_pickle
 from tempclr.utils.shardedtensor import ShardedTensor
 
@@ -89,7 +95,7 @@ def load_bert_tokenizer(name_or_path: str) -> Any:
             os.path.isfile(os.path.join(name_or_path, name)) for name in describing):
         # transformers 5.x: vocab=, not vocab_file= (which silently builds a 5-token vocabulary)
         return BertTokenizerFast(vocab=vocab_path, do_lower_case=True)
-    return AutoTokenizer.from_pretrained(name_or_path)
+    return load_pretrained(AutoTokenizer, name_or_path, "--tokenizer")
 
 
 def _read_meta(shard_dir: str, split: str) -> dict[int, list[str]]:
@@ -101,26 +107,45 @@ def _read_meta(shard_dir: str, split: str) -> dict[int, list[str]]:
     return load_pickle(path)
 
 
+def _is_caption_shard_file(name: str, prefix: str, splits: Sequence[str]) -> bool:
+    if not name.startswith(prefix):
+        return False
+    rest = name[len(prefix):]
+    return any(re.fullmatch(rf"{re.escape(split)}_\d+\.(startends|caps_ids)_(starts|data)\.npy", rest)
+               for split in splits)
+
+
 def pretokenize(caption_path: str, tokenizer_name: str, shard_dir: str, prefix: str | None = None,
                 max_tokens: int = 32, max_chars: int = 96,
                 splits: Sequence[str] = ("train", "val")) -> dict[str, int]:
     """Write the ``.startends`` and ``.caps_ids`` shards for ``splits``; returns ``{split: n_captions}``."""
     prefix = default_prefix(caption_path, tokenizer_name) if prefix is None else prefix
+    if os.sep in prefix or (os.altsep and os.altsep in prefix) or prefix in (".", ".."):
+        raise ValueError(f"--prefix {prefix!r}: the prefix starts file names inside --shard-dir and may not hold "
+                         "a path separator")
     metas = {split: _read_meta(shard_dir, split) for split in splits}
+    check_output_dir(shard_dir, "--shard-dir")
     captions = load_captions(caption_path)
+    entries = {}
+    for split, meta in metas.items():  # every video is checked before anything is tokenised or written
+        for k in sorted(meta):
+            for video_id in meta[k]:
+                entries[video_id] = _video_captions(captions, video_id, caption_path)
     tokenizer = load_bert_tokenizer(tokenizer_name)
     counts = {}
-    for split, meta in metas.items():
-        counts[split] = 0
-        for k in sorted(meta):
-            startends, caps = [], []
-            for video_id in meta[k]:
-                entry = _video_captions(captions, video_id, caption_path)
-                times, ids = caption_arrays(entry, tokenize_captions(entry["text"], tokenizer, max_chars), max_tokens)
-                startends.append(times)
-                caps.append(ids)
-                counts[split] += len(ids)
-            base = os.path.join(shard_dir, f"{prefix}{split}_{k}")
-            ShardedTensor.from_list(startends).save(base + ".startends")
-            ShardedTensor.from_list(caps).save(base + ".caps_ids")
+    with staged_output_set(shard_dir, lambda name: _is_caption_shard_file(name, prefix, splits)) as staging:
+        for split, meta in metas.items():
+            counts[split] = 0
+            for k in sorted(meta):
+                startends, caps = [], []
+                for video_id in meta[k]:
+                    entry = entries[video_id]
+                    times, ids = caption_arrays(entry, tokenize_captions(entry["text"], tokenizer, max_chars),
+                                                max_tokens)
+                    startends.append(times)
+                    caps.append(ids)
+                    counts[split] += len(ids)
+                base = os.path.join(staging, f"{prefix}{split}_{k}")
+                ShardedTensor.from_list(startends).save(base + ".startends")
+                ShardedTensor.from_list(caps).save(base + ".caps_ids")
     return counts

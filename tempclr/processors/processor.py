@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from tempclr.utils.bert_name import load_pretrained
 from tempclr.utils.fileio import load_npy
 from tempclr.utils.config_schema import cfg_get, dataset_setting
 from tempclr.utils.registry import register
@@ -69,7 +70,7 @@ def get_tokenizer(bert_name: str, use_fast: Optional[bool] = None):
     from transformers import AutoTokenizer
 
     kwargs = {} if use_fast is None else {"use_fast": bool(use_fast)}
-    return AutoTokenizer.from_pretrained(bert_name, **kwargs)
+    return load_pretrained(AutoTokenizer, bert_name, **kwargs)
 
 
 @register("text_processor")

@@ -4,6 +4,7 @@ from __future__ import annotations
 from fairseq.tasks import LegacyFairseqTask, register_task
 
 from tempclr.datasets.fairseqmmdataset import FairseqMMDataset
+from tempclr.datasets.integrity import config_vocab_size, refuse_faulty_data
 from tempclr.utils.checkpoint import prepare_save_dir
 from tempclr.utils.load_config import cfg_get, load_config, read_config
 
@@ -29,6 +30,11 @@ class FairseqMMTask(LegacyFairseqTask):
         config = load_config(args, config=config)
         mmtask = Task.config_task(config)
         mmtask.build_dataset()
+        # every data fault of the splits trained on stops the run here, before the first update (cheap checks:
+        # offsets and two rows per video; tempclr-check runs the same scan over everything)
+        splits = [split for split, data in (("train", mmtask.train_data), ("valid", mmtask.val_data))
+                  if data is not None]
+        refuse_faulty_data(config, splits, str(cfg_get(args, "taskconfig")), config_vocab_size(config))
         mmtask.build_model()
         mmtask.build_loss()
         return cls(args, mmtask)

@@ -9,6 +9,7 @@ from typing import Any, Dict, Optional
 import torch
 
 from tempclr.processors.processor import SPLIT_PATH_KEYS
+from tempclr.utils.bert_name import check_bert_name
 from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import lookup, register
 
@@ -65,6 +66,7 @@ def bert_config_only(config):
         raise ValueError("config.dataset.bert_name is required (a hub name such as 'bert-base-uncased' or a folder "
                          "holding the BERT's config.json and vocabulary)")
     fix = "to load a full checkpoint the folder needs config.json and the vocabulary (vocab.txt), no weights"
+    check_bert_name(str(bert_name))
     if os.path.isdir(str(bert_name)) and not os.path.isfile(os.path.join(str(bert_name), "config.json")):
         raise FileNotFoundError(f"dataset.bert_name: {bert_name} gives no BERT config.json; {fix}")
     try:

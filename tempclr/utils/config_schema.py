@@ -17,6 +17,7 @@ table in step with the code: every key the code reads with ``cfg_get`` must be l
 from __future__ import annotations
 
 import difflib
+import functools
 from typing import Any, Dict, Mapping, Tuple
 
 from omegaconf import DictConfig, OmegaConf
@@ -159,6 +160,8 @@ def validate_config(config: Any, source: str = "") -> None:
                     hint = f"did you mean {close[0]}?" if close else f"known groups: {', '.join(FAIRSEQ_GROUPS)}"
                     raise ConfigError(f"{where}fairseq.{group}: unknown section; {hint}")
                 _check_value(where, f"fairseq.{group}", options, SECTION)
+                for option in options or ():
+                    _check_fairseq_option(where, group, option)
         elif key in schema and key != "" and value is not None:
             known, ignored = schema[key], IGNORED.get(key, {})
             for sub, sub_value in value.items():
@@ -167,6 +170,50 @@ def validate_config(config: Any, source: str = "") -> None:
                 if sub not in known:
                     raise _unknown(where, key, sub, set(known) | set(ignored))
                 _check_value(where, f"{key}.{sub}", sub_value, known[sub])
+    split = (config.get("dataset") or {}).get("split")
+    if split is not None and split not in SPLITS:
+        close = difflib.get_close_matches(str(split), SPLITS, n=1, cutoff=0.5)
+        raise ConfigError(f"{where}dataset.split: must be one of {', '.join(SPLITS)}, got {split!r}"
+                          + (f"; did you mean {close[0]}?" if close else ""))
+
+
+SPLITS = ("train", "valid", "test")
+
+
+@functools.lru_cache(maxsize=1)
+def fairseq_option_names() -> frozenset:
+    """Every option name (argparse ``dest``) fairseq-train and fairseq-validate accept, read from fairseq's own
+    parsers, plus the options of every registered optimizer and learning-rate scheduler (fairseq adds those of
+    the chosen one when it parses).  Imports fairseq (a few seconds, once per process)."""
+    import argparse
+    import dataclasses
+
+    from fairseq import options
+    from fairseq.registry import REGISTRIES
+
+    names = set()
+    for parser in (options.get_training_parser(), options.get_validation_parser()):
+        names |= {action.dest for action in parser._actions}
+    for registry in ("optimizer", "lr_scheduler"):
+        for cls in REGISTRIES[registry]["registry"].values():
+            config_class = getattr(cls, "__dataclass", None)
+            if config_class is not None:
+                names |= {field.name for field in dataclasses.fields(config_class)}
+            elif hasattr(cls, "add_args"):
+                parser = argparse.ArgumentParser(add_help=False)
+                cls.add_args(parser)
+                names |= {action.dest for action in parser._actions}
+    return frozenset(names)
+
+
+def _check_fairseq_option(where: str, group: str, option: str) -> None:
+    names = fairseq_option_names()
+    if option in names:
+        return
+    close = difflib.get_close_matches(option, sorted(names), n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]}?" if close else "see `fairseq-train --help` for its options"
+    raise ConfigError(f"{where}fairseq.{group}.{option}: not an option of fairseq-train (it would fail there as an "
+                      f"unrecognized argument); {hint}")
 
 
 def cfg_get(cfg: Any, key: str, default: Any = None) -> Any:

@@ -111,10 +111,41 @@ def atomic_path(path: str, suffix: str = ".tmp", durable: bool = False) -> Itera
         os.replace(tmp, path)
         if durable:
             fsync_dir(folder)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        full = no_space_in(error)
+        if full is not None:
+            raise no_space_error(full, path) from error
         raise
+
+
+NO_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+def no_space_in(error: BaseException) -> OSError | None:
+    """The full-disk ``OSError`` (see :func:`no_space_error`) that ``error`` is or was raised during (torch's
+    checkpoint writer turns one into a ``RuntimeError`` about a zip position), or None."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno in NO_SPACE_ERRNOS:
+            return error
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def no_space_error(error: OSError, path: str) -> OSError:
+    """``error`` itself, or for a full disk, an exhausted quota or a file-size limit (``ENOSPC``, ``EDQUOT``,
+    ``EFBIG``, whose messages name no file) a new ``OSError`` of the same errno naming ``path``, saying that the
+    earlier file there (if any) is unchanged and what to do."""
+    if not isinstance(error, OSError) or error.errno not in NO_SPACE_ERRNOS:
+        return error
+    folder = os.path.dirname(os.path.abspath(path))
+    return OSError(error.errno, f"{path}: could not be written ({error.strerror or error}): the disk holding {folder} "
+                                "is full, or a quota or file-size limit was reached; nothing was replaced (an "
+                                "earlier file of that name is unchanged). Free space there or write elsewhere, "
+                                "then run again")
 
 
 _NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
@@ -186,6 +217,70 @@ def atomic_dir(out_dir: str) -> Iterator[str]:
         raise
 
 
+def output_dir_problem(out_dir: str) -> str | None:
+    """Why ``out_dir`` cannot be made or written, or None: checked before a tool reads its inputs, so that it
+    fails at once, not after the work (an existing file in its place or above it, a folder without write
+    permission)."""
+    path = os.path.abspath(out_dir)
+    if os.path.lexists(path) and not os.path.isdir(path):
+        return f"{out_dir} exists and is not a folder; remove it or choose another output folder"
+    probe = path
+    while not os.path.lexists(probe):
+        parent = os.path.dirname(probe)
+        if parent == probe:
+            break
+        probe = parent
+    if not os.path.isdir(probe):
+        return (f"{out_dir} cannot be created: {probe} is a file, not a folder; remove it or choose another "
+                "output folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        return f"{out_dir} cannot be written: {probe} is not writable by this user; fix its permissions or " \
+               "choose another output folder"
+    return None
+
+
+def check_output_dir(out_dir: str, what: str = "output folder") -> str:
+    """``out_dir`` when :func:`output_dir_problem` finds nothing wrong, else a ``ValueError`` naming it."""
+    problem = output_dir_problem(out_dir)
+    if problem is not None:
+        raise ValueError(f"{what}: {problem}")
+    return out_dir
+
+
+@contextlib.contextmanager
+def staged_output_set(out_dir: str, in_set: Callable[[str], bool]) -> Iterator[str]:
+    """Replace the set of files of ``out_dir`` whose names satisfy ``in_set`` as a whole.
+
+    Yields a staging folder beside ``out_dir`` (``.<name>.staging-*``) to write the new set in.  When the block
+    fails, the staging folder is removed and ``out_dir`` is untouched (byte-identical).  When it succeeds, the
+    old set's files that the new set does not hold are removed and every staged file is moved into ``out_dir``
+    with ``os.replace``; files outside the set are kept.  An ``out_dir`` that does not exist yet becomes the
+    staging folder itself, by one rename.
+    """
+    out_dir = os.path.abspath(out_dir)
+    parent = os.path.dirname(out_dir)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.staging-", dir=parent)
+    try:
+        yield staging
+        os.chmod(staging, umask_mode(directory=True))
+        if not os.path.lexists(out_dir):
+            os.replace(staging, out_dir)
+            fsync_dir(parent)
+            return
+        new_names = set(os.listdir(staging))
+        for name in os.listdir(out_dir):
+            if in_set(name) and name not in new_names and os.path.isfile(os.path.join(out_dir, name)):
+                os.unlink(os.path.join(out_dir, name))
+        for name in sorted(new_names):
+            os.replace(os.path.join(staging, name), os.path.join(out_dir, name))
+        fsync_dir(out_dir)
+        os.rmdir(staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
 def save_npy_atomic(path: str, array) -> None:
     """``np.save`` (no pickles) through a temp file."""
     import numpy as np
@@ -194,10 +289,23 @@ def save_npy_atomic(path: str, array) -> None:
         np.save(f, array, allow_pickle=False)
 
 
+def npy_header(path: str) -> tuple[tuple[int, ...], Any]:
+    """``(shape, dtype)`` from the header of the ``.npy`` file ``path``, after checking the file is as long as the
+    header declares; a bad file is a ``ValueError`` naming it (see :func:`npy_problem`)."""
+    problem, header = _npy_check(path)
+    if problem is not None:
+        raise ValueError(f"{path} is {problem}")
+    return header
+
+
 def npy_problem(path: str) -> str | None:
     """What is wrong with ``path`` as a ``.npy`` file, or None: reads only its header and compares the data size
     the header declares with the file's size (a truncated file fails here, not as numpy's nameless
     ``mmap length is greater than file size`` after the run has started)."""
+    return _npy_check(path)[0]
+
+
+def _npy_check(path: str) -> tuple[str | None, Any]:
     import numpy as np
 
     size = os.path.getsize(path)
@@ -209,16 +317,16 @@ def npy_problem(path: str) -> str | None:
             shape, _, dtype = read_header(f)
             header_end = f.tell()
     except (ValueError, OSError) as error:
-        return f"not a readable .npy file ({error})"
+        return f"not a readable .npy file ({error})", None
     if dtype.hasobject:
-        return "holds Python objects (a pickled array), not numbers"
+        return "holds Python objects (a pickled array), not numbers", None
     expected = header_end + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if size < expected:
         return (f"truncated: its header declares {dtype} {tuple(shape)} ({expected - header_end} bytes of data) but "
-                f"the file holds {size - header_end}")
+                f"the file holds {size - header_end}"), None
     if size > expected:
-        return f"{size - expected} bytes longer than its header declares ({dtype} {tuple(shape)})"
-    return None
+        return f"{size - expected} bytes longer than its header declares ({dtype} {tuple(shape)})", None
+    return None, (tuple(int(d) for d in shape), dtype)
 
 
 def load_npy(path: str, mmap_mode: str | None = None, fix: str = ""):

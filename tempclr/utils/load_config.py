@@ -27,8 +27,9 @@ def recursive_config(config_path: str) -> DictConfig:
     if not os.path.isfile(config_path):
         raise FileNotFoundError(f"config file not found: {config_path}")
     config = OmegaConf.load(config_path)
-    if config is None:
-        raise ValueError(f"config file is empty: {config_path}")
+    if config is None or (OmegaConf.is_dict(config) and len(config) == 0):
+        raise ValueError(f"{config_path}: the config file is empty (or holds only comments); write the run's keys "
+                         "in it, or start from one of configs/ (e.g. 'includes: configs/demo/how2.yaml')")
     includes = config.pop("includes", None) if "includes" in config else None
     if includes is None:
         return config

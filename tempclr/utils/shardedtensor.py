@@ -21,7 +21,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from .fileio import load_npy, save_npy_atomic, umask_mode
+from .fileio import load_npy, no_space_error, save_npy_atomic, umask_mode
 
 __all__ = ["ShardedTensor", "write_sharded", "shard_paths"]
 
@@ -73,9 +73,17 @@ def write_sharded(path_prefix: str, lengths: Sequence[int], row_shape: tuple[int
     os.close(fd)
     try:
         shape = (int(starts[-1]),) + row_shape
-        # numpy cannot memory-map an empty array: an all-empty shard is built in memory instead
-        data = (np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape) if starts[-1] > 0
-                else np.empty(shape, dtype=dtype))
+        if starts[-1] > 0:
+            data = np.lib.format.open_memmap(tmp, mode="w+", dtype=dtype, shape=shape)
+            # claim the blocks now: a full disk is an OSError here, not a SIGBUS when a page is written
+            fd = os.open(tmp, os.O_RDWR | getattr(os, "O_NOFOLLOW", 0))
+            try:
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fd, 0, os.fstat(fd).st_size)
+            finally:
+                os.close(fd)
+        else:  # numpy cannot memory-map an empty array: an all-empty shard is built in memory instead
+            data = np.empty(shape, dtype=dtype)
         count = 0
         for i, array in enumerate(arrays):
             if i >= len(lengths):
@@ -95,9 +103,11 @@ def write_sharded(path_prefix: str, lengths: Sequence[int], row_shape: tuple[int
             np.save(tmp, data, allow_pickle=False)
         os.chmod(tmp, umask_mode())
         os.replace(tmp, data_path)
-    except BaseException:
+    except BaseException as error:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(error, OSError):
+            raise no_space_error(error, data_path) from error
         raise
     save_npy_atomic(starts_path, starts)
 
