@@ -17,8 +17,10 @@ frames), S3D's ``video_embedding`` per clip, L2-normalised (``--l2_normalize 0``
 ``--colour exact`` converts to RGB honouring the stream's chroma siting (the original's scale filter ignores it).
 
 Decoding runs in ``--num_decoding_thread`` threads (one video each, a bounded queue of chunks of
-``--batch_size`` clips, so memory does not grow with video length); S3D runs in the main thread on batches of up
-to ``--batch_size`` clips, gathered across videos.
+``--batch_size`` clips, so memory does not grow with video length); S3D runs in the main thread on one chunk at a
+time: a video's clips go through S3D in batches ``[0, batch_size)``, ``[batch_size, 2 * batch_size)``, ... of that
+video alone, so its features are the same bytes whatever the thread count, the other videos in the run or the engine
+(``--engine ray``, :mod:`tempclr.processors.ray_extraction`).
 
 Resuming: a video whose feature file exists is skipped and its file left as it is; every feature file is
 written to a temp file and renamed, so a killed run leaves no partial ``.npy`` (a dead run's temp files, named
@@ -279,33 +281,19 @@ def extract_features(videos: Sequence[tuple[str, str]], model, batch_size: int =
     running = len(workers)
     try:
         while running:
-            items = [out.get()]
-            clips = len(items[0][2]) if items[0] is not _EXIT and items[0][0] == "chunk" else 0
-            while clips < batch_size:
-                try:
-                    item = out.get_nowait()
-                except queue.Empty:
-                    break
-                items.append(item)
-                if item is not _EXIT and item[0] == "chunk":
-                    clips += len(item[2])
-            chunks = [item for item in items if item is not _EXIT and item[0] == "chunk"]
-            if chunks:
-                batch = np.concatenate([chunk[2] for chunk in chunks], axis=0)
-                embeddings = np.concatenate([
-                    s3d_embed(model, batch[k:k + batch_size], l2_normalize=l2_normalize).cpu().numpy()
-                    for k in range(0, len(batch), batch_size)], axis=0)
-                offset = 0
-                for _, index, chunk in chunks:
-                    parts.setdefault(index, []).append(embeddings[offset:offset + len(chunk)])
-                    offset += len(chunk)
-            for item in items:
-                if item is _EXIT:
-                    running -= 1
-                elif item[0] == "done":
-                    finish(item[1], item[2])
-                elif item[0] == "failed":
-                    fail(item[1], item[2])
+            item = out.get()
+            if item is _EXIT:
+                running -= 1
+            elif item[0] == "chunk":
+                # one forward per chunk of one video: the chunks of a video are the same (clips [0, batch_size),
+                # [batch_size, 2 * batch_size), ...) whatever else is decoded at the same time, so its features do
+                # not depend on the thread count, the other videos or the engine (S3D's floats depend on the batch)
+                parts.setdefault(item[1], []).append(
+                    s3d_embed(model, item[2], l2_normalize=l2_normalize).cpu().numpy())
+            elif item[0] == "done":
+                finish(item[1], item[2])
+            elif item[0] == "failed":
+                fail(item[1], item[2])
     finally:
         stop.set()
         for worker in workers:
