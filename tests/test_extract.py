@@ -272,7 +272,7 @@ def test_features_are_the_same_bytes_whatever_the_thread_count_and_the_other_vid
     depend on the decoding threads or on which other videos are extracted in the same run."""
     vdir = tmp_path / "videos"
     vdir.mkdir()
-    for name, n_frames in (("a", 25 * 5), ("b", 25 * 3), ("c", 40), ("d", 25 * 4)):
+    for name, n_frames in (("a", 25 * 3), ("b", 25 * 2), ("c", 40)):
         write_video(str(vdir / f"{name}.mp4"), 25, 32, 24, n_frames, frame=lambda i, h, w: np.random.default_rng(
             i).integers(0, 255, (h, w, 3), dtype=np.uint8), lossless=False)
     runs = {}
@@ -280,7 +280,7 @@ def test_features_are_the_same_bytes_whatever_the_thread_count_and_the_other_vid
         fdir = tmp_path / f"threads{threads}"
         extract_features(plan_videos(str(vdir), str(fdir)), s3d, batch_size=2, num_decoding_thread=threads,
                          size=16, progress=False)
-        runs[threads] = {name: (fdir / f"{name}.npy").read_bytes() for name in "abcd"}
+        runs[threads] = {name: (fdir / f"{name}.npy").read_bytes() for name in "abc"}
     assert runs[1] == runs[3]
     alone = tmp_path / "alone"
     extract_features([(str(vdir / "b.mp4"), str(alone / "b.npy"))], s3d, batch_size=2, size=16, progress=False)
