@@ -114,7 +114,7 @@ print("RESULT", sum(m.split(".")[0] in ("tempclr", "tempclr_cli") for m in sys.m
 def test_a_local_extraction_never_imports_ray(tmp_path):
     """``tempclr-extract`` (local engine) and the search command's modules, in a fresh process: no ``ray`` module
     is loaded (Ray is the optional extra ``tempclr[ray]``, imported only by ``--engine ray``)."""
-    loaded, ray_modules = _modules_after(tmp_path, "import tempclr_cli.search_videos\n")
+    loaded, ray_modules = _modules_after(tmp_path, "import tempclr_cli.search_videos, tempclr_cli.index_videos\n")
     assert loaded >= 5 and ray_modules == []
 
 
