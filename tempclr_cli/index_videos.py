@@ -29,6 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--refine", choices=("fp16", "none"), default="fp16",
                         help="re-rank IVF-PQ candidates with float16 vectors (default) or not")
     parser.add_argument("--recall_queries", type=int, default=1000, help="held-out windows for recall@10 (1000)")
+    ray = parser.add_argument_group("Ray engine (pip install 'tempclr[ray]'; see tempclr.evaluators.ray_index)")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local (default: this process) or ray (an actor pool of VideoCLIP models)")
+    ray.add_argument("--address", default=None, help="Ray cluster: auto, HOST:PORT, or a new single-machine Ray")
+    ray.add_argument("--num-model-actors", "--num_model_actors", dest="num_model_actors", type=int, default=1)
+    ray.add_argument("--gpus-per-actor", "--gpus_per_actor", dest="gpus_per_actor", type=float, default=0)
     return parser
 
 
@@ -43,6 +49,27 @@ def main(argv: Optional[list[str]] = None) -> int:
             parser.error(f"--{name} must be >= 1")
     params = IndexParams(exact_below=args.exact_below, nlist=args.nlist, m=args.pq_m, nbits=args.pq_nbits,
                          nprobe=args.nprobe, n_queries=args.recall_queries, refine=args.refine)
+    if args.engine == "local" and (args.address is not None or args.num_model_actors != 1
+                                   or args.gpus_per_actor != 0):
+        parser.error("--address, --num-model-actors and --gpus-per-actor need --engine ray")
+    if args.num_model_actors < 1 or args.gpus_per_actor < 0:
+        parser.error("--num-model-actors must be >= 1 and --gpus-per-actor >= 0")
+    extra = {"config": args.config, "checkpoint": args.checkpoint}
+    if args.engine == "ray":
+        from tempclr.processors.extraction import ExtractError
+
+        try:
+            from tempclr.evaluators.ray_index import ray_index_features
+
+            manifest = ray_index_features(args.feature_dir, args.config, args.out, checkpoint=args.checkpoint,
+                                          s3d_checkpoint=args.s3d_checkpoint, params=params,
+                                          shard_videos=args.shard_videos, address=args.address,
+                                          num_model_actors=args.num_model_actors,
+                                          gpus_per_actor=args.gpus_per_actor, extra=extra)
+        except (FileNotFoundError, ValueError, ExtractError, FloatingPointError, RuntimeError) as error:
+            print(f"tempclr-index: error: {error}", file=sys.stderr)
+            return 1
+        return _report(manifest, args.out)
     try:
         from tempclr.models import MMPTModel
         from tempclr.models.mmptmodel import DEFAULT_S3D_CHECKPOINT
@@ -52,11 +79,15 @@ def main(argv: Optional[list[str]] = None) -> int:
                                                 s3d_checkpoint=args.s3d_checkpoint or DEFAULT_S3D_CHECKPOINT)
         model.to(resolve_device(args.device))
         manifest = index_features(args.feature_dir, model, args.out, params=params, shard_videos=args.shard_videos,
-                                  extra={"config": args.config, "checkpoint": args.checkpoint})
+                                  extra=extra)
     except (FileNotFoundError, ValueError, ExtractError, FloatingPointError) as error:
         print(f"tempclr-index: error: {error}", file=sys.stderr)
         return 1
-    print(f"{manifest['videos']} videos, {manifest['count']} windows -> {args.out} ({manifest['kind']}, "
+    return _report(manifest, args.out)
+
+
+def _report(manifest: dict, out: str) -> int:
+    print(f"{manifest['videos']} videos, {manifest['count']} windows -> {out} ({manifest['kind']}, "
           f"recall@10 {manifest['recall_at_10']:.3f})")
     return 0
 

@@ -153,3 +153,34 @@ def test_a_killed_s3d_actor_process_is_replaced_and_the_job_finishes(tmp_path, c
     for i in range(6):
         assert (tmp_path / "ray" / f"v{i}.npy").read_bytes() == (tmp_path / "local" / f"v{i}.npy").read_bytes()
     assert sorted(os.listdir(tmp_path / "ray")) == [f"v{i}.npy" for i in range(6)]     # no temp file left
+
+
+def test_ray_index_writes_the_local_shards_and_index(tmp_path, cluster, capsys):
+    """``tempclr-index --engine ray``: two VideoCLIP actors embed the videos; the shards equal the local engine's
+    and the index answers the same."""
+    from tiny_world import make_world
+
+    from tempclr.evaluators.video_index import FaissVideoIndex
+    from tempclr_cli.index_videos import main as index_main
+
+    world = make_world(tmp_path / "world")
+    fdir = tmp_path / "features"
+    fdir.mkdir()
+    rng = np.random.default_rng(0)
+    for i, seconds in enumerate((3, 40, 5, 70, 1)):
+        x = rng.normal(size=(seconds, 512)).astype(np.float32)
+        np.save(fdir / f"vid{i}.npy", (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float16))
+    base = [str(fdir), "--config", world["config"], "--s3d_checkpoint", world["s3d"], "--shard_videos", "2"]
+    assert index_main(base + ["--out", str(tmp_path / "local"), "--device", "cpu"]) == 0
+    assert index_main(base + ["--out", str(tmp_path / "ray"), "--engine", "ray", "--address", cluster.address,
+                              "--num-model-actors", "2"]) == 0
+    assert "5 videos, 8 windows" in capsys.readouterr().out
+    for shard in range(3):
+        local = np.load(tmp_path / "local" / f"vectors-{shard:05d}.npy")
+        remote = np.load(tmp_path / "ray" / f"vectors-{shard:05d}.npy")
+        np.testing.assert_allclose(remote, local, rtol=1e-5, atol=1e-6)
+        assert (tmp_path / "ray" / f"ids-{shard:05d}.json").read_text() == \
+            (tmp_path / "local" / f"ids-{shard:05d}.json").read_text()
+    query = np.random.default_rng(1).normal(size=(1, local.shape[1])).astype(np.float32)
+    a, b = FaissVideoIndex(str(tmp_path / "local")), FaissVideoIndex(str(tmp_path / "ray"))
+    assert a.index.search(query, 5)[1].tolist() == b.index.search(query, 5)[1].tolist()

@@ -32,7 +32,7 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["list_features", "write_vector_shards", "build_index", "FaissVideoIndex", "exact_topk",
+__all__ = ["list_features", "write_vector_shards", "shard_groups", "shard_complete", "write_shard", "build_index", "FaissVideoIndex", "exact_topk",
            "index_features", "search_index", "IndexParams", "MANIFEST_NAME", "INDEX_NAME"]
 
 MANIFEST_NAME = "index.json"
@@ -81,45 +81,65 @@ def _shard_paths(out_dir: str, shard: int) -> tuple[str, str]:
     return (os.path.join(out_dir, f"vectors-{shard:05d}.npy"), os.path.join(out_dir, f"ids-{shard:05d}.json"))
 
 
+def shard_complete(out_dir: str, shard: int, group: Sequence[tuple[str, str]]) -> bool:
+    """Whether shard ``shard`` of ``out_dir`` is written (both files) for the videos ``group``; a written shard of
+    other videos (the feature folder changed since) is a ``ValueError`` naming it."""
+    vectors_path, ids_path = _shard_paths(out_dir, shard)
+    if not (os.path.isfile(ids_path) and os.path.isfile(vectors_path)):
+        return False
+    with open(ids_path, encoding="utf-8") as f:
+        stored = json.load(f)
+    have = list(dict.fromkeys(row[0] for row in stored))
+    if have != [video for video, _ in group]:
+        raise ValueError(f"{ids_path}: holds other videos than the {len(group)} videos from {group[0][0]} on; the "
+                         "feature folder changed since it was written: index into a new --out folder")
+    return True
+
+
+def write_shard(out_dir: str, shard: int, group: Sequence[tuple[str, str]],
+                embedded: dict[str, tuple[np.ndarray, list[int]]]) -> int:
+    """Write shard ``shard``: the windows ``embedded[id] = (pooled [W, H], starts [W])`` of the videos of ``group``
+    in its order (vectors, then ids: the shard is complete when its ids file exists).  Returns its window count."""
+    from tempclr.utils.fileio import save_npy_atomic, write_json_atomic
+
+    vectors_path, ids_path = _shard_paths(out_dir, shard)
+    rows, ids = [], []
+    for video, path in group:
+        pooled, starts = embedded[video]
+        pooled = np.asarray(pooled, dtype=np.float32)
+        if pooled.ndim != 2 or len(pooled) != len(starts) or not np.isfinite(pooled).all():
+            raise FloatingPointError(f"{path}: the video branch gave NaN/inf or misshapen embeddings "
+                                     f"{pooled.shape}; check the checkpoint and the features")
+        rows.append(pooled)
+        ids.extend([video, int(start)] for start in starts)
+    save_npy_atomic(vectors_path, np.concatenate(rows, axis=0))
+    write_json_atomic(ids_path, ids)
+    return len(ids)
+
+
+def shard_groups(features: Sequence[tuple[str, str]], shard_videos: int) -> list[list[tuple[str, str]]]:
+    """``features`` cut into shards of ``shard_videos`` videos, in order."""
+    if shard_videos < 1:
+        raise ValueError(f"shard_videos must be >= 1, got {shard_videos}")
+    return [list(features[first:first + shard_videos]) for first in range(0, len(features), shard_videos)]
+
+
 def write_vector_shards(features: Sequence[tuple[str, str]],
                         embed: Callable[[str, np.ndarray], tuple[np.ndarray, list[int]]], out_dir: str,
                         shard_videos: int = 1000, log: Callable[[str], None] = print) -> list[int]:
     """Embed ``features`` (``[(id, path)]``) with ``embed(id, feats [T, 512]) -> (pooled [W, H], window starts
-    [W])`` into shards of ``shard_videos`` videos; shards already complete are kept (their ids must
-    be those the plan gives them: a changed feature folder is an error naming the shard).  Returns the shard
-    numbers."""
-    from tempclr.utils.fileio import load_npy, save_npy_atomic, write_json_atomic
+    [W])`` into shards of ``shard_videos`` videos; shards already complete are kept (see :func:`shard_complete`).
+    Returns the shard numbers."""
+    from tempclr.utils.fileio import load_npy
 
-    if shard_videos < 1:
-        raise ValueError(f"shard_videos must be >= 1, got {shard_videos}")
-    shards = []
-    for shard, first in enumerate(range(0, len(features), shard_videos)):
-        group = features[first:first + shard_videos]
-        vectors_path, ids_path = _shard_paths(out_dir, shard)
-        shards.append(shard)
-        if os.path.isfile(ids_path) and os.path.isfile(vectors_path):
-            with open(ids_path, encoding="utf-8") as f:
-                stored = json.load(f)
-            have = list(dict.fromkeys(row[0] for row in stored))
-            if have != [video for video, _ in group]:
-                raise ValueError(f"{ids_path}: holds other videos than {len(group)} videos from "
-                                 f"{group[0][0]} on; the feature folder changed since it was written: index into a "
-                                 "new --out folder")
+    groups = shard_groups(features, shard_videos)
+    for shard, group in enumerate(groups):
+        if shard_complete(out_dir, shard, group):
             continue
-        rows, ids = [], []
-        for video, path in group:
-            feats = load_npy(path)
-            pooled, starts = embed(video, feats)
-            pooled = np.asarray(pooled, dtype=np.float32)
-            if not np.isfinite(pooled).all():
-                raise FloatingPointError(f"{path}: the video branch gave NaN/inf embeddings; check the checkpoint "
-                                         "and the features")
-            rows.append(pooled)
-            ids.extend([video, int(start)] for start in starts)
-        save_npy_atomic(vectors_path, np.concatenate(rows, axis=0))
-        write_json_atomic(ids_path, ids)        # written last: the shard is complete when this file exists
-        log(f"shard {shard}: {len(group)} videos, {len(ids)} windows")
-    return shards
+        embedded = {video: embed(video, load_npy(path)) for video, path in group}
+        count = write_shard(out_dir, shard, group, embedded)
+        log(f"shard {shard}: {len(group)} videos, {count} windows")
+    return list(range(len(groups)))
 
 
 def _load_shard(out_dir: str, shard: int) -> tuple[np.ndarray, list]:
