@@ -147,3 +147,30 @@ def test_load_s3d_is_not_needed_for_plans(tmp_path):
     assert plan_videos(str(tmp_path / "v"), str(tmp_path / "f")) == [(str(tmp_path / "v" / "a.mp4"),
                                                                       str(tmp_path / "f" / "a.npy"))]
     assert load_s3d  # the loader stays importable without Ray
+
+
+def test_engine_flags_and_a_missing_ray_are_clear_errors(tmp_path, monkeypatch, capsys):
+    from tempclr_cli.extract import main
+
+    vdir = tmp_path / "videos"
+    vdir.mkdir()
+    (vdir / "a.mp4").write_bytes(b"")
+    base = ["--vdir", str(vdir), "--fdir", str(tmp_path / "f"), "--no_progress"]
+    for flags, message in ((["--address", "auto"], "need --engine ray"),
+                           (["--num-model-actors", "2"], "need --engine ray"),
+                           (["--engine", "ray", "--device", "cuda"], "--device is for --engine local"),
+                           (["--engine", "spark"], "invalid choice: 'spark'")):
+        with pytest.raises(SystemExit) as stop:
+            main(base + flags)
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+    # the local dry run lists the plan and writes nothing
+    assert main(base + ["--dryrun"]) == 0
+    assert "videos: 1 to extract, 0 skipped" in capsys.readouterr().out and not (tmp_path / "f").exists()
+    # Ray absent (an import of it fails): --engine ray says how to install it, exit 1, nothing written
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    torch.manual_seed(0)
+    torch.save(S3D(None).state_dict(), tmp_path / "s3d.pth")
+    assert main(base + ["--engine", "ray", "--s3d_checkpoint", str(tmp_path / "s3d.pth"), "--dryrun"]) == 1
+    assert "--engine ray needs Ray Data: pip install 'tempclr[ray]'" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()

@@ -34,8 +34,10 @@ def cluster():
         from ray.cluster_utils import Cluster
     except ImportError as error:
         pytest.fail(f"the Ray tests need Ray: pip install -e '.[ray]' (make test-slow installs it): {error}")
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
-    cluster.add_node(num_cpus=2)
+    # small object stores: the tests move kilobytes, and a container's /dev/shm may be small
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False,
+                                                            "object_store_memory": 150 * 2**20})
+    cluster.add_node(num_cpus=2, object_store_memory=150 * 2**20)
     cluster.wait_for_nodes()
     ray.init(address=cluster.address, logging_level="WARNING")
     try:

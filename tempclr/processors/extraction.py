@@ -5,7 +5,12 @@
     tempclr-extract --vdir videos/ --fdir data/feat/feat_how2_s3d --type s3d \\
         [--batch_size 32] [--half_precision 1] [--l2_normalize 1] [--num_decoding_thread 4] \\
         [--s3d_checkpoint pretrained_models/s3d_howto100m.pth] [--split i/n] [--device auto|cpu|cuda[:k]] [--strict]
-        [--colour ffmpeg|exact]
+        [--colour ffmpeg|exact] [--dryrun]
+        [--engine local|ray [--address auto|HOST:PORT] [--num-model-actors N] [--gpus-per-actor G]]
+
+``--engine ray`` runs the same extraction as a Ray Data pipeline on one machine or a cluster
+(:mod:`tempclr.processors.ray_extraction`, the optional extra ``tempclr[ray]``); the rest of this description holds
+for both engines.
 
 Videos: every file of ``--vdir`` and of its direct sub-folders (hidden files and ``--fdir`` excluded), sorted by
 path; a ``.tar`` file there is a WebDataset shard as video2dataset writes it (``<key>.mp4`` + ``<key>.json``), read
