@@ -21,9 +21,9 @@ from one run on one machine; ``--decode-only`` skips S3D and the matmul.
 synthetic videos of ``--seconds`` each, at crop side ``--size``): the local engine (decoding threads, S3D in the
 process) and ``--engine ray`` on a Ray cluster started here (``ray.cluster_utils.Cluster``: a head without CPUs and
 1, then 2 worker nodes of ``--worker-cpus`` CPUs, one S3D actor per worker); videos/s and video-seconds/s of each,
-and where the time went: decoding vs S3D (local, S3D on ``--device``: a decode-only pass and S3D on the decoded clips, timed apart;
-Ray: the summed remote wall time of the decode tasks and of the S3D actor calls, from Ray Data's statistics).  The
-outputs of every engine are checked to be the same bytes.
+and where the time went: decoding vs S3D (local, S3D on ``--device``: a decode-only pass and S3D on the decoded
+clips, timed apart; Ray: the summed remote wall time of the decode tasks and of the S3D actor calls, from Ray
+Data's statistics).  The outputs of every engine are checked to be the same bytes.
 
 Prints a markdown table.  Usage::
 

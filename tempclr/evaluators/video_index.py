@@ -32,7 +32,8 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-__all__ = ["list_features", "write_vector_shards", "shard_groups", "shard_complete", "write_shard", "build_index", "FaissVideoIndex", "exact_topk",
+__all__ = ["list_features", "write_vector_shards", "shard_groups", "shard_complete", "write_shard", "build_index",
+           "FaissVideoIndex", "exact_topk",
            "index_features", "search_index", "IndexParams", "MANIFEST_NAME", "INDEX_NAME"]
 
 MANIFEST_NAME = "index.json"
@@ -265,7 +266,8 @@ def build_index(out_dir: str, shards: Sequence[int], params: IndexParams, extra:
         recall = float(np.mean([len(set(a) & set(e)) / k for a, e in zip(approx.tolist(), exact.tolist())]))
         manifest.update(kind="ivfpq", ivfpq=chosen, recall_at_10=recall, recall_queries=int(n_queries))
         log(f"index: IVF-PQ (IndexIVFPQ, inner product), {n} windows of {dim} dims: nlist {chosen['nlist']}, "
-            f"m {chosen['m']} x {chosen['nbits']} bits, nprobe {chosen['nprobe']}, refine {chosen['refine']}, trained on "
+            f"m {chosen['m']} x {chosen['nbits']} bits, nprobe {chosen['nprobe']}, refine {chosen['refine']}, "
+            f"trained on "
             f"{chosen['train_size']} windows; recall@10 against exact search {recall:.3f} on {n_queries} held-out "
             "windows")
     with atomic_path(os.path.join(out_dir, INDEX_NAME), suffix=".faiss") as tmp:

@@ -12,16 +12,17 @@
 (:mod:`tempclr.processors.ray_extraction`, the optional extra ``tempclr[ray]``); the rest of this description holds
 for both engines.
 
-Videos: every file of ``--vdir`` and of its direct sub-folders (hidden files and ``--fdir`` excluded), sorted by
-path; a ``.tar`` file there is a WebDataset shard as video2dataset writes it (``<key>.mp4`` + ``<key>.json``), read
-with ``tarfile``: its video members are videos named ``<shard>::<member>`` in logs, their output is ``<key>.npy``.
-``--vdir`` may also be one ``.tar`` shard or a ``.csv`` list with a ``video_path`` column.  ``--split i/n`` keeps the i-th of n contiguous parts (i from 0), for n machines.  Each video gives
-``<fdir>/<file stem or key>.npy``, ``[ceil(seconds), 512]`` float16 (float32 with ``--half_precision 0``), row ``s``
-covering seconds ``[s, s + 1)`` of the file: the video decoded with PyAV in a stream into the frames the original
-extractor's ffmpeg command gave (see :mod:`tempclr.processors.videoreader`: ffmpeg's ``fps=30`` rule, the file's
-timeline, rotation applied, short side 224 bicubic, centre crop, 30-frame clips, the last one padded with black
-frames), S3D's ``video_embedding`` per clip, L2-normalised (``--l2_normalize 0`` keeps the raw embedding).
-``--colour exact`` converts to RGB honouring the stream's chroma siting (the original's scale filter ignores it).
+Videos: every file of ``--vdir`` and of its direct sub-folders (hidden files and ``--fdir`` excluded), sorted by path; a
+``.tar`` file there is a WebDataset shard as video2dataset writes it (``<key>.mp4`` + ``<key>.json``), read with
+``tarfile``: its video members are videos named ``<shard>::<member>`` in logs, their output is ``<key>.npy``.
+``--vdir`` may also be one ``.tar`` shard or a ``.csv`` list with a ``video_path`` column.  ``--split i/n`` keeps the
+i-th of n contiguous parts (i from 0), for n machines.  Each video gives ``<fdir>/<file stem or key>.npy``,
+``[ceil(seconds), 512]`` float16 (float32 with ``--half_precision 0``), row ``s`` covering seconds ``[s, s + 1)`` of the
+file: the video decoded with PyAV in a stream into the frames the original extractor's ffmpeg command gave (see
+:mod:`tempclr.processors.videoreader`: ffmpeg's ``fps=30`` rule, the file's timeline, rotation applied, short side 224
+bicubic, centre crop, 30-frame clips, the last one padded with black frames), S3D's ``video_embedding`` per clip,
+L2-normalised (``--l2_normalize 0`` keeps the raw embedding).  ``--colour exact`` converts to RGB honouring the stream's
+chroma siting (the original's scale filter ignores it).
 
 Decoding runs in ``--num_decoding_thread`` threads (one video each, a bounded queue of chunks of
 ``--batch_size`` clips, so memory does not grow with video length); S3D runs in the main thread on one chunk at a
@@ -55,8 +56,8 @@ from typing import Optional, Sequence
 import numpy as np
 
 __all__ = ["ExtractError", "plan_videos", "list_videos", "video_key", "split_tar_member", "tar_videos",
-           "open_video_reader", "TAR_MEMBER_SEPARATOR", "parse_split", "ExtractSummary", "extract_features", "resolve_device",
-           "DEFAULT_CHECKPOINT", "ERROR_LOG_NAME"]
+           "open_video_reader", "TAR_MEMBER_SEPARATOR", "parse_split", "ExtractSummary", "extract_features",
+           "resolve_device", "DEFAULT_CHECKPOINT", "ERROR_LOG_NAME"]
 
 DEFAULT_CHECKPOINT = os.path.join("pretrained_models", "s3d_howto100m.pth")
 ERROR_LOG_NAME = "extract_errors.log"

@@ -101,9 +101,10 @@ def plan_ray(videos: Sequence[tuple[str, str]], num_model_actors: int = 1, gpus_
                                f"{num_model_actors * gpus_per_actor:g} GPUs; the cluster has {gpus:g}: ask for fewer "
                                "or add GPU nodes (--gpus-per-actor 0 runs S3D on CPUs)")
         if num_model_actors * cpus_per_actor + cpus_per_decode_task > cpus:
+            need = num_model_actors * cpus_per_actor + cpus_per_decode_task
             raise ExtractError(f"{num_model_actors} S3D actor(s) of {cpus_per_actor:g} CPU and decode tasks of "
-                               f"{cpus_per_decode_task:g} CPU need {num_model_actors * cpus_per_actor + cpus_per_decode_task:g}"
-                               f" CPUs; the cluster has {cpus:g}: lower --num-model-actors or add nodes")
+                               f"{cpus_per_decode_task:g} CPU need {need:g} CPUs; the cluster has {cpus:g}: lower "
+                               "--num-model-actors or add nodes")
     return RayPlan(todo, skipped, num_model_actors, gpus_per_actor, cpus_per_actor, cpus_per_decode_task, cluster)
 
 
