@@ -1,5 +1,6 @@
 """Where ``tempclr-extract`` takes its videos from: WebDataset tar shards (as video2dataset writes them), csv lists;
 and Ray stays optional: the local path imports no Ray."""
+import io
 import json
 import os
 import subprocess
@@ -12,7 +13,7 @@ import torch
 
 from synthetic_video import write_video
 from tempclr.processors.extraction import ExtractError, extract_features, plan_videos
-from tempclr.processors.models.s3dg import S3D, load_s3d
+from tempclr.processors.models.s3dg import S3D
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RAY_MODULES = {"tempclr.processors.ray_extraction", "tempclr.evaluators.ray_index"}
@@ -34,8 +35,6 @@ def write_shard(path, members: dict) -> str:
         for name, data in members.items():
             info = tarfile.TarInfo(name)
             info.size = len(data)
-            import io
-
             shard.addfile(info, io.BytesIO(data))
     return str(path)
 
@@ -138,15 +137,6 @@ for name in sorted(names):
 """
     loaded, ray_modules = _modules_after(tmp_path, imports)
     assert loaded > 80 and ray_modules == []
-
-
-def test_load_s3d_is_not_needed_for_plans(tmp_path):
-    """``plan_videos`` lists and names without decoding (a dry run is cheap)."""
-    (tmp_path / "v").mkdir()
-    (tmp_path / "v" / "a.mp4").write_bytes(b"")
-    assert plan_videos(str(tmp_path / "v"), str(tmp_path / "f")) == [(str(tmp_path / "v" / "a.mp4"),
-                                                                      str(tmp_path / "f" / "a.npy"))]
-    assert load_s3d  # the loader stays importable without Ray
 
 
 def test_engine_flags_and_a_missing_ray_are_clear_errors(tmp_path, monkeypatch, capsys):
