@@ -20,6 +20,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NTSC = Fraction(30000, 1001)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def torch_on_one_thread():
+    """torch on one intra-op thread in this module: the tiny S3D forwards here (16-pixel crops) cost milliseconds,
+    but with two OpenMP threads beside the decoding threads on a busy 2-core machine the threads' spinning waits
+    made them about 50 times slower (3 tiny videos: 7 s against 0.13 s), which the time guard counts."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def s3d_checkpoint(tmp_path_factory) -> str:
     """A randomly initialised S3D in the release layout (the real weights are not redistributable)."""
@@ -269,17 +280,7 @@ def test_what_cannot_run_exits_non_zero(tmp_path, s3d_checkpoint, capsys):
 
 def test_features_are_the_same_bytes_whatever_the_thread_count_and_the_other_videos(tmp_path, s3d):
     """A video's clips go through S3D in batches of that video alone ([0, b), [b, 2b), ...): its feature file does not
-    depend on the decoding threads or on which other videos are extracted in the same run.  (torch on one thread
-    here: OpenMP threads waiting for a core on a busy machine spin, and that CPU time is not the test's work.)"""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _same_bytes_whatever_the_threads(tmp_path, s3d)
-    finally:
-        torch.set_num_threads(threads)
-
-
-def _same_bytes_whatever_the_threads(tmp_path, s3d):
+    depend on the decoding threads or on which other videos are extracted in the same run."""
     vdir = tmp_path / "videos"
     vdir.mkdir()
     for name, n_frames in (("a", 25 * 3), ("b", 25 * 2), ("c", 40)):
