@@ -1,6 +1,6 @@
 # Quick start:  make demo   (set up .venv, build the demo data, train VideoCLIP on it, evaluate YouCook2 retrieval)
 #               make test   (set up .venv with test extras, run the default test tier: minutes)
-#               make test-all  (both tiers: the default one and the slow one, multi-process and full-size runs)
+#               make test-all  (both tiers: the default one and the slow one, multi-process and full-size runs, Ray)
 PY := .venv/bin/python
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
@@ -44,11 +44,14 @@ demo-crosstask: setup demo-data
 test: setup-test
 	$(PY) -m pytest tests -q -m "not slow"
 
-# the slow tier alone: several processes, kill/resume, large grids, the full-size model
-test-slow: setup-test
+# the slow tier alone: several processes, kill/resume, large grids, the full-size model, a real Ray cluster (the
+# ray extra is installed here only: the default tier and the demo never import Ray)
+test-slow:
+	bash scripts/setup_env.sh test,ray
 	$(PY) -m pytest tests -q -m slow
 
-test-all: setup-test
+test-all:
+	bash scripts/setup_env.sh test,ray
 	$(PY) -m pytest tests -q
 
 clean-demo:

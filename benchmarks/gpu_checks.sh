@@ -60,8 +60,25 @@ run() {
     cat "$OUT/summary.txt"
 }
 
+# `ray` (a separate device command: `run` already fills one): the extractor's engines with S3D on the GPU, local
+# vs Ray with one GPU actor (benchmarks/bench_extract.py --engines, crop 224, the files compared byte for byte).
+# Ray is not on the GPU image and its wheels (ray, pyarrow, pandas) exceed the 64 MiB a device command may carry,
+# so this step runs only where `import ray.data` works there; otherwise it says so in summary.txt.
+ray_checks() {
+    mkdir -p "$OUT"
+    export PYTHONUNBUFFERED=1
+    export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+    if "$PY" -c "import ray.data, av" 2>/dev/null; then
+        step ray_extract 500 "$PY" benchmarks/bench_extract.py --engines --videos 8 --seconds 30 --size 224 \
+            --batch 32 --workers 1 --worker-cpus 8 --gpus-per-actor 1 --decode-threads 8 --device cuda
+    else
+        echo "ray_extract: skipped: ray[data] or av is not importable on this machine" | tee -a "$OUT/summary.txt"
+    fi
+}
+
 case "${1:-}" in
     prepare) prepare ;;
     run) run ;;
-    *) echo "usage: bash benchmarks/gpu_checks.sh prepare|run (see the comments at the top)" >&2; exit 2 ;;
+    ray) ray_checks ;;
+    *) echo "usage: bash benchmarks/gpu_checks.sh prepare|run|ray (see the comments at the top)" >&2; exit 2 ;;
 esac

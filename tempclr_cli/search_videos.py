@@ -15,7 +15,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="tempclr-search-videos", description=_library.__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("queries", nargs="+", help="text queries")
-    parser.add_argument("--videos", required=True, help="folder of videos (and its direct sub-folders)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--videos", help="folder of videos (and its direct sub-folders)")
+    source.add_argument("--index", help="an index folder written by tempclr-index (a corpus: hits are feature ids)")
     parser.add_argument("--config", required=True, help="run config (model, dataset.bert_name, eval.save_path)")
     parser.add_argument("--checkpoint", default="checkpoint_best.pt", help="joined to eval.save_path")
     parser.add_argument("--s3d_checkpoint", default=None, help="default pretrained_models/s3d_howto100m.pth")
@@ -27,9 +29,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.topk < 1:
         parser.error("--topk must be >= 1")
     try:
-        results = search(args.videos, args.config, args.queries, checkpoint=args.checkpoint,
-                         s3d_checkpoint=args.s3d_checkpoint, fdir=args.fdir, topk=args.topk, size=args.size,
-                         device=args.device)
+        if args.index is not None:
+            from tempclr.evaluators.video_index import search_index
+
+            if args.fdir is not None:
+                parser.error("--fdir is for --videos; an index reads the feature folder it was built from")
+            results = search_index(args.index, args.config, args.queries, checkpoint=args.checkpoint,
+                                   s3d_checkpoint=args.s3d_checkpoint, topk=args.topk, device=args.device)
+        else:
+            results = search(args.videos, args.config, args.queries, checkpoint=args.checkpoint,
+                             s3d_checkpoint=args.s3d_checkpoint, fdir=args.fdir, topk=args.topk, size=args.size,
+                             device=args.device)
     except (FileNotFoundError, ValueError, ExtractError) as error:
         print(f"tempclr-search-videos: error: {error}", file=sys.stderr)
         return 1

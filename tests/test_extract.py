@@ -20,6 +20,17 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NTSC = Fraction(30000, 1001)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def torch_on_one_thread():
+    """torch on one intra-op thread in this module: the tiny S3D forwards here (16-pixel crops) cost milliseconds,
+    but with two OpenMP threads beside the decoding threads on a busy 2-core machine the threads' spinning waits
+    made them about 50 times slower (3 tiny videos: 7 s against 0.13 s), which the time guard counts."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def s3d_checkpoint(tmp_path_factory) -> str:
     """A randomly initialised S3D in the release layout (the real weights are not redistributable)."""
@@ -265,3 +276,23 @@ def test_what_cannot_run_exits_non_zero(tmp_path, s3d_checkpoint, capsys):
         with pytest.raises(SystemExit) as stop:
             main(base + ["--s3d_checkpoint", s3d_checkpoint] + flags)
         assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_features_are_the_same_bytes_whatever_the_thread_count_and_the_other_videos(tmp_path, s3d):
+    """A video's clips go through S3D in batches of that video alone ([0, b), [b, 2b), ...): its feature file does not
+    depend on the decoding threads or on which other videos are extracted in the same run."""
+    vdir = tmp_path / "videos"
+    vdir.mkdir()
+    for name, n_frames in (("a", 25 * 3), ("b", 25 * 2), ("c", 40)):
+        write_video(str(vdir / f"{name}.mp4"), 25, 32, 24, n_frames, frame=lambda i, h, w: np.random.default_rng(
+            i).integers(0, 255, (h, w, 3), dtype=np.uint8), lossless=False)
+    runs = {}
+    for threads in (1, 3):
+        fdir = tmp_path / f"threads{threads}"
+        extract_features(plan_videos(str(vdir), str(fdir)), s3d, batch_size=2, num_decoding_thread=threads,
+                         size=16, progress=False)
+        runs[threads] = {name: (fdir / f"{name}.npy").read_bytes() for name in "abc"}
+    assert runs[1] == runs[3]
+    alone = tmp_path / "alone"
+    extract_features([(str(vdir / "b.mp4"), str(alone / "b.npy"))], s3d, batch_size=2, size=16, progress=False)
+    assert (alone / "b.npy").read_bytes() == runs[1]["b"]

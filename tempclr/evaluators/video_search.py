@@ -13,6 +13,9 @@
 4. per query, the top-k videos are printed with their score and the seconds whose hidden state matches the query
    best (the zero-shot localisation of CrossTask: per-second state times the pooled text).
 
+``--index INDEX_DIR`` instead of ``--videos`` searches a corpus indexed by ``tempclr-index``
+(:mod:`tempclr.evaluators.video_index`): exact or IVF-PQ candidates, re-scored exactly from their features.
+
 The model comes from ``MMPTModel.from_pretrained(CFG, checkpoint, s3d_checkpoint)``: ``<eval.save_path>/<checkpoint>``
 loaded strictly, built from the BERT config alone.
 """
@@ -28,7 +31,7 @@ import torch
 
 from tempclr.utils.fileio import load_npy
 
-__all__ = ["VideoHit", "VideoIndex", "search"]
+__all__ = ["VideoHit", "VideoIndex", "search", "embed_windows", "embed_queries", "best_seconds"]
 
 
 @dataclass
@@ -39,6 +42,34 @@ class VideoHit:
     video: str
     score: float
     seconds: list[tuple[int, float]]
+
+
+def embed_windows(model, feats: np.ndarray, name: str = "features") -> tuple[np.ndarray, list[int], torch.Tensor]:
+    """One video through the video branch of ``model`` (an :class:`~tempclr.models.MMPTModel`), in windows of
+    ``model.max_video_len`` seconds: ``(pooled [W, H] float32 numpy, window starts [W] (seconds), per-second last
+    hidden states [T, H] float32 CPU tensor)`` for S3D features ``feats [T, 512]`` (``name`` names them in errors).
+    The one place where videos are embedded for search (``tempclr-search-videos``, ``tempclr-index``)."""
+    from tempclr.models.mmfusion import masked_mean
+
+    window = int(model.max_video_len)
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        feats = torch.as_tensor(np.asarray(feats, dtype=np.float32), device=device)
+        if feats.dim() != 2 or feats.size(0) == 0:
+            raise ValueError(f"{name}: features must be [T >= 1, D], got shape {tuple(feats.shape)}")
+        starts = list(range(0, feats.size(0), window))
+        vfeats = feats.new_zeros(len(starts), window, feats.size(1))
+        vmasks = torch.zeros(len(starts), window, dtype=torch.bool, device=device)
+        for row, start in enumerate(starts):
+            piece = feats[start:start + window]
+            vfeats[row, :len(piece)] = piece
+            vmasks[row, :len(piece)] = True
+        caps, cmasks = model._video_ids(len(starts), device)
+        hidden = model.model.forward_video(vfeats, vmasks, caps, cmasks, output_hidden_states=True)
+        edge = torch.ones_like(vmasks[:, :1])
+        pooled = masked_mean(hidden, torch.cat([~edge, vmasks, edge], dim=1))
+        states = hidden[:, 1:1 + window][vmasks].float().cpu()
+    return pooled.float().cpu().numpy(), starts, states
 
 
 class VideoIndex:
@@ -53,8 +84,6 @@ class VideoIndex:
     def __init__(self, model, features: dict[str, np.ndarray]) -> None:
         import faiss
 
-        from tempclr.models.mmfusion import masked_mean
-
         self.model = model
         self.window = int(model.max_video_len)
         self.videos: list[str] = []
@@ -62,28 +91,13 @@ class VideoIndex:
         self.window_start: list[int] = []        # window -> first second
         self.second_states: list[torch.Tensor] = []   # per video: [T, H] last hidden states of its seconds
         vectors = []
-        device = next(model.parameters()).device
-        with torch.no_grad():
-            for path, feats in features.items():
-                feats = torch.as_tensor(np.asarray(feats, dtype=np.float32), device=device)
-                if feats.dim() != 2 or feats.size(0) == 0:
-                    raise ValueError(f"{path}: features must be [T >= 1, D], got shape {tuple(feats.shape)}")
-                starts = list(range(0, feats.size(0), self.window))
-                vfeats = feats.new_zeros(len(starts), self.window, feats.size(1))
-                vmasks = torch.zeros(len(starts), self.window, dtype=torch.bool, device=device)
-                for row, start in enumerate(starts):
-                    piece = feats[start:start + self.window]
-                    vfeats[row, :len(piece)] = piece
-                    vmasks[row, :len(piece)] = True
-                caps, cmasks = model._video_ids(len(starts), device)
-                hidden = model.model.forward_video(vfeats, vmasks, caps, cmasks, output_hidden_states=True)
-                edge = torch.ones_like(vmasks[:, :1])
-                pooled = masked_mean(hidden, torch.cat([~edge, vmasks, edge], dim=1))
-                self.second_states.append(hidden[:, 1:1 + self.window][vmasks].float().cpu())
-                vectors.append(pooled.float().cpu().numpy())
-                self.window_owner.extend([len(self.videos)] * len(starts))
-                self.window_start.extend(starts)
-                self.videos.append(path)
+        for path, feats in features.items():
+            pooled, starts, states = embed_windows(model, feats, path)
+            self.second_states.append(states)
+            vectors.append(pooled)
+            self.window_owner.extend([len(self.videos)] * len(starts))
+            self.window_start.extend(starts)
+            self.videos.append(path)
         if not vectors:
             raise ValueError("no video features to index")
         matrix = np.ascontiguousarray(np.concatenate(vectors, axis=0), dtype=np.float32)
@@ -105,13 +119,16 @@ class VideoIndex:
             if owner not in best:
                 best[owner] = float(score)
         ranked = sorted(best.items(), key=lambda item: -item[1])[:topk]
-        hits = []
-        text_vector = torch.from_numpy(text[0])
-        for owner, score in ranked:
-            per_second = self.second_states[owner] @ text_vector
-            order = torch.argsort(per_second, descending=True)[:n_seconds]
-            hits.append(VideoHit(self.videos[owner], score, [(int(s), float(per_second[s])) for s in order]))
-        return hits
+        return [VideoHit(self.videos[owner], score, best_seconds(self.second_states[owner], text[0], n_seconds))
+                for owner, score in ranked]
+
+
+def best_seconds(states: torch.Tensor, pooled_text: np.ndarray, n_seconds: int = 3) -> list[tuple[int, float]]:
+    """``[(second, score)]``, the ``n_seconds`` seconds whose hidden state ``states [T, H]`` has the highest dot
+    product with ``pooled_text [H]``, highest first (CrossTask's zero-shot localisation)."""
+    per_second = states @ torch.from_numpy(np.ascontiguousarray(pooled_text, dtype=np.float32))
+    order = torch.argsort(per_second, descending=True)[:n_seconds]
+    return [(int(s), float(per_second[s])) for s in order]
 
 
 def embed_queries(model, tokenizer, aligner, queries: Sequence[str]) -> np.ndarray:

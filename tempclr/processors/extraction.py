@@ -5,20 +5,30 @@
     tempclr-extract --vdir videos/ --fdir data/feat/feat_how2_s3d --type s3d \\
         [--batch_size 32] [--half_precision 1] [--l2_normalize 1] [--num_decoding_thread 4] \\
         [--s3d_checkpoint pretrained_models/s3d_howto100m.pth] [--split i/n] [--device auto|cpu|cuda[:k]] [--strict]
-        [--colour ffmpeg|exact]
+        [--colour ffmpeg|exact] [--dryrun]
+        [--engine local|ray [--address auto|HOST:PORT] [--num-model-actors N] [--gpus-per-actor G]]
 
-Videos: every file of ``--vdir`` and of its direct sub-folders (hidden files and ``--fdir`` excluded), sorted by
-path; ``--split i/n`` keeps the i-th of n contiguous parts (i from 0), for n machines.  Each video gives
-``<fdir>/<file stem>.npy``, ``[ceil(seconds), 512]`` float16 (float32 with ``--half_precision 0``), row ``s``
-covering seconds ``[s, s + 1)`` of the file: the video decoded with PyAV in a stream into the frames the original
-extractor's ffmpeg command gave (see :mod:`tempclr.processors.videoreader`: ffmpeg's ``fps=30`` rule, the file's
-timeline, rotation applied, short side 224 bicubic, centre crop, 30-frame clips, the last one padded with black
-frames), S3D's ``video_embedding`` per clip, L2-normalised (``--l2_normalize 0`` keeps the raw embedding).
-``--colour exact`` converts to RGB honouring the stream's chroma siting (the original's scale filter ignores it).
+``--engine ray`` runs the same extraction as a Ray Data pipeline on one machine or a cluster
+(:mod:`tempclr.processors.ray_extraction`, the optional extra ``tempclr[ray]``); the rest of this description holds
+for both engines.
+
+Videos: every file of ``--vdir`` and of its direct sub-folders (hidden files and ``--fdir`` excluded), sorted by path; a
+``.tar`` file there is a WebDataset shard as video2dataset writes it (``<key>.mp4`` + ``<key>.json``), read with
+``tarfile``: its video members are videos named ``<shard>::<member>`` in logs, their output is ``<key>.npy``.
+``--vdir`` may also be one ``.tar`` shard or a ``.csv`` list with a ``video_path`` column.  ``--split i/n`` keeps the
+i-th of n contiguous parts (i from 0), for n machines.  Each video gives ``<fdir>/<file stem or key>.npy``,
+``[ceil(seconds), 512]`` float16 (float32 with ``--half_precision 0``), row ``s`` covering seconds ``[s, s + 1)`` of the
+file: the video decoded with PyAV in a stream into the frames the original extractor's ffmpeg command gave (see
+:mod:`tempclr.processors.videoreader`: ffmpeg's ``fps=30`` rule, the file's timeline, rotation applied, short side 224
+bicubic, centre crop, 30-frame clips, the last one padded with black frames), S3D's ``video_embedding`` per clip,
+L2-normalised (``--l2_normalize 0`` keeps the raw embedding).  ``--colour exact`` converts to RGB honouring the stream's
+chroma siting (the original's scale filter ignores it).
 
 Decoding runs in ``--num_decoding_thread`` threads (one video each, a bounded queue of chunks of
-``--batch_size`` clips, so memory does not grow with video length); S3D runs in the main thread on batches of up
-to ``--batch_size`` clips, gathered across videos.
+``--batch_size`` clips, so memory does not grow with video length); S3D runs in the main thread on one chunk at a
+time: a video's clips go through S3D in batches ``[0, batch_size)``, ``[batch_size, 2 * batch_size)``, ... of that
+video alone, so its features are the same bytes whatever the thread count, the other videos in the run or the engine
+(``--engine ray``, :mod:`tempclr.processors.ray_extraction`).
 
 Resuming: a video whose feature file exists is skipped and its file left as it is; every feature file is
 written to a temp file and renamed, so a killed run leaves no partial ``.npy`` (a dead run's temp files, named
@@ -45,8 +55,9 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-__all__ = ["ExtractError", "plan_videos", "parse_split", "ExtractSummary", "extract_features", "resolve_device",
-           "DEFAULT_CHECKPOINT", "ERROR_LOG_NAME"]
+__all__ = ["ExtractError", "plan_videos", "list_videos", "video_key", "split_tar_member", "tar_videos",
+           "open_video_reader", "TAR_MEMBER_SEPARATOR", "parse_split", "ExtractSummary", "extract_features",
+           "resolve_device", "DEFAULT_CHECKPOINT", "ERROR_LOG_NAME"]
 
 DEFAULT_CHECKPOINT = os.path.join("pretrained_models", "s3d_howto100m.pth")
 ERROR_LOG_NAME = "extract_errors.log"
@@ -72,6 +83,63 @@ def parse_split(split: Optional[str]) -> Optional[tuple[int, int]]:
     return index, count
 
 
+TAR_MEMBER_SEPARATOR = "::"
+# members of a WebDataset shard that are videos (video2dataset writes <key>.mp4 next to <key>.json, <key>.txt)
+VIDEO_MEMBER_SUFFIXES = (".mp4", ".webm", ".mkv", ".avi", ".mov")
+
+
+def tar_videos(shard: str) -> list[str]:
+    """The videos of a WebDataset tar shard (as video2dataset writes them: ``<key>.mp4`` + ``<key>.json`` ...),
+    in the shard's order, named ``<shard>::<member>`` (the name :func:`open_video_reader` and the logs use)."""
+    import tarfile
+
+    try:
+        with tarfile.open(shard) as archive:
+            members = [m.name for m in archive.getmembers()
+                       if m.isfile() and m.name.lower().endswith(VIDEO_MEMBER_SUFFIXES)]
+    except (tarfile.TarError, OSError) as error:
+        raise ExtractError(f"{shard}: not a readable tar shard ({type(error).__name__}: {error})") from error
+    return [shard + TAR_MEMBER_SEPARATOR + name for name in members]
+
+
+def split_tar_member(video: str) -> Optional[tuple[str, str]]:
+    """``(shard, member)`` for a video named ``<shard>.tar::<member>``; None for a plain file path."""
+    shard, sep, member = video.partition(TAR_MEMBER_SEPARATOR)
+    if sep and shard.endswith(".tar") and member:
+        return shard, member
+    return None
+
+
+def video_key(video: str) -> str:
+    """The output name of a video: its file stem, or for a shard member the key (member's base name, no suffix)."""
+    parts = split_tar_member(video)
+    return os.path.splitext(os.path.basename(parts[1] if parts else video))[0]
+
+
+def open_video_reader(video: str, **kwargs):
+    """A :class:`~tempclr.processors.videoreader.VideoClipReader` for a file or a shard member (``<shard>::<member>``,
+    read with ``tarfile`` into memory; a missing member or unreadable shard raises ``VideoDecodeError``)."""
+    import tarfile
+
+    from tempclr.processors.videoreader import VideoClipReader, VideoDecodeError
+
+    parts = split_tar_member(video)
+    if parts is None:
+        return VideoClipReader(video, **kwargs)
+    shard, member = parts
+    try:
+        with tarfile.open(shard) as archive:
+            handle = archive.extractfile(member)
+            if handle is None:
+                raise KeyError(member)
+            data = handle.read()
+    except KeyError:
+        raise VideoDecodeError(f"{video}: no member {member!r} in {shard}") from None
+    except (tarfile.TarError, OSError) as error:
+        raise VideoDecodeError(f"{video}: cannot read the shard ({type(error).__name__}: {error})") from error
+    return VideoClipReader(video, data=data, **kwargs)
+
+
 def _scan(vdir: str, fdir: str) -> list[str]:
     skip = os.path.abspath(fdir)
     found = []
@@ -84,20 +152,59 @@ def _scan(vdir: str, fdir: str) -> list[str]:
                          if not name.startswith(".") and os.path.isfile(os.path.join(path, name)))
         elif os.path.isfile(path):
             found.append(path)
-    return found
+    expanded = []
+    for path in found:
+        expanded.extend(tar_videos(path) if path.endswith(".tar") else [path])
+    return expanded
+
+
+def _read_csv(path: str) -> list[str]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.DictReader(f)
+        if reader.fieldnames is None or "video_path" not in reader.fieldnames:
+            raise ExtractError(f"--vdir {path}: a csv list needs a header with a video_path column "
+                               f"(got {reader.fieldnames}); one video file per row")
+        videos = []
+        for row, record in enumerate(reader, start=2):
+            video = (record["video_path"] or "").strip()
+            if not video:
+                raise ExtractError(f"--vdir {path}, row {row}: empty video_path; remove the row or fill it")
+            videos.append(video)
+    return videos
+
+
+def list_videos(vdir: str, fdir: str) -> list[str]:
+    """The videos of ``vdir``: a folder (its files and its direct sub-folders' files, sorted; each ``.tar`` file in
+    it is a WebDataset shard whose video members are videos), one ``.tar`` shard, or a ``.csv`` list with a
+    ``video_path`` column (paths as written, relative ones to the working folder)."""
+    if os.path.isfile(vdir) and vdir.endswith(".csv"):
+        videos = _read_csv(vdir)
+    elif os.path.isfile(vdir) and vdir.endswith(".tar"):
+        videos = tar_videos(vdir)
+    elif os.path.isdir(vdir):
+        videos = _scan(vdir, fdir)
+    else:
+        raise ExtractError(f"--vdir {vdir}: not a folder, a .tar shard or a .csv list")
+    if not videos:
+        raise ExtractError(f"--vdir {vdir}: no video files in it or in its direct sub-folders")
+    return videos
 
 
 def plan_videos(vdir: str, fdir: str, split: Optional[str] = None) -> list[tuple[str, str]]:
-    """``[(video_path, feature_path)]`` for the videos of ``vdir`` (files and files of direct sub-folders, sorted),
-    the ``split`` part of them; ``feature_path = <fdir>/<stem>.npy``.  Two videos with one stem are an error."""
-    if not os.path.isdir(vdir):
-        raise ExtractError(f"--vdir {vdir}: not a folder")
-    videos = _scan(vdir, fdir)
-    if not videos:
-        raise ExtractError(f"--vdir {vdir}: no video files in it or in its direct sub-folders")
+    """``[(video, feature_path)]`` for the videos of ``vdir`` (see :func:`list_videos`), the ``split`` part of them;
+    ``feature_path = <fdir>/<key>.npy`` (key: :func:`video_key`, checked to name a file in ``fdir``).  Two videos
+    with one key are an error."""
+    from tempclr.utils.fileio import check_name
+
+    videos = list_videos(vdir, fdir)
     by_stem: dict[str, str] = {}
-    for path in videos:
-        stem = os.path.splitext(os.path.basename(path))[0]
+    for row, path in enumerate(videos):
+        try:
+            stem = check_name(video_key(path), path, None, what="video key")
+        except ValueError as error:
+            raise ExtractError(str(error)) from None
         if stem in by_stem:
             raise ExtractError(f"{by_stem[stem]} and {path} would both write {os.path.join(fdir, stem + '.npy')}; "
                                "rename one of them")
@@ -106,7 +213,7 @@ def plan_videos(vdir: str, fdir: str, split: Optional[str] = None) -> list[tuple
     if parts is not None:
         index, count = parts
         videos = videos[len(videos) * index // count:len(videos) * (index + 1) // count]
-    return [(path, os.path.join(fdir, os.path.splitext(os.path.basename(path))[0] + ".npy")) for path in videos]
+    return [(path, os.path.join(fdir, video_key(path) + ".npy")) for path in videos]
 
 
 @dataclass
@@ -173,7 +280,7 @@ def _decode_worker(jobs: "queue.Queue", out: "queue.Queue", stop: threading.Even
                    clips_per_chunk: int, colour: str = "ffmpeg") -> None:
     """Take video indices from ``jobs``; put ``("chunk", i, clips)``, then ``("done", i, seconds)`` or
     ``("failed", i, reason)`` on ``out``; ``_EXIT`` when there are no more jobs."""
-    from tempclr.processors.videoreader import VideoClipReader, VideoDecodeError
+    from tempclr.processors.videoreader import VideoDecodeError
 
     def put(item) -> bool:
         while not stop.is_set():
@@ -189,8 +296,8 @@ def _decode_worker(jobs: "queue.Queue", out: "queue.Queue", stop: threading.Even
             index, path = jobs.get_nowait()
         except queue.Empty:
             break
-        reader = VideoClipReader(path, size=size, clips_per_chunk=clips_per_chunk, threads=0, colour=colour)
         try:
+            reader = open_video_reader(path, size=size, clips_per_chunk=clips_per_chunk, threads=0, colour=colour)
             for chunk in reader:
                 if not put(("chunk", index, chunk)):
                     return
@@ -279,33 +386,19 @@ def extract_features(videos: Sequence[tuple[str, str]], model, batch_size: int =
     running = len(workers)
     try:
         while running:
-            items = [out.get()]
-            clips = len(items[0][2]) if items[0] is not _EXIT and items[0][0] == "chunk" else 0
-            while clips < batch_size:
-                try:
-                    item = out.get_nowait()
-                except queue.Empty:
-                    break
-                items.append(item)
-                if item is not _EXIT and item[0] == "chunk":
-                    clips += len(item[2])
-            chunks = [item for item in items if item is not _EXIT and item[0] == "chunk"]
-            if chunks:
-                batch = np.concatenate([chunk[2] for chunk in chunks], axis=0)
-                embeddings = np.concatenate([
-                    s3d_embed(model, batch[k:k + batch_size], l2_normalize=l2_normalize).cpu().numpy()
-                    for k in range(0, len(batch), batch_size)], axis=0)
-                offset = 0
-                for _, index, chunk in chunks:
-                    parts.setdefault(index, []).append(embeddings[offset:offset + len(chunk)])
-                    offset += len(chunk)
-            for item in items:
-                if item is _EXIT:
-                    running -= 1
-                elif item[0] == "done":
-                    finish(item[1], item[2])
-                elif item[0] == "failed":
-                    fail(item[1], item[2])
+            item = out.get()
+            if item is _EXIT:
+                running -= 1
+            elif item[0] == "chunk":
+                # one forward per chunk of one video: the chunks of a video are the same (clips [0, batch_size),
+                # [batch_size, 2 * batch_size), ...) whatever else is decoded at the same time, so its features do
+                # not depend on the thread count, the other videos or the engine (S3D's floats depend on the batch)
+                parts.setdefault(item[1], []).append(
+                    s3d_embed(model, item[2], l2_normalize=l2_normalize).cpu().numpy())
+            elif item[0] == "done":
+                finish(item[1], item[2])
+            elif item[0] == "failed":
+                fail(item[1], item[2])
     finally:
         stop.set()
         for worker in workers:

@@ -32,6 +32,7 @@ Pixels stay uint8 ``[0, 255]``; :func:`tempclr.processors.models.s3dg.s3d_embed`
 """
 from __future__ import annotations
 
+import io
 import math
 import os
 from fractions import Fraction
@@ -92,13 +93,14 @@ class VideoClipReader:
         threads: decoder threads for this video (0: libav's automatic choice).
         colour: ``"ffmpeg"`` (the original extractor's conversion: ffmpeg's scale filter, chroma siting ignored)
             or ``"exact"`` (PyAV's conversion, honouring the stream's chroma siting).
+        data: the file's bytes (a member of a tar shard); ``path`` then only names the video in messages.
 
     Raises :class:`VideoDecodeError` (from the iteration) for a file that cannot be opened or decoded, has no video
     stream, or holds no frame.
     """
 
     def __init__(self, path: str, fps: int = 30, size: int = 224, clip_len: int = 30, clips_per_chunk: int = 32,
-                 threads: int = 0, colour: str = "ffmpeg") -> None:
+                 threads: int = 0, colour: str = "ffmpeg", data: Optional[bytes] = None) -> None:
         if size < 2 or size % 2:
             raise ValueError(f"size must be an even number >= 2 (S3D halves it), got {size}")
         if fps < 1 or clip_len < 1 or clips_per_chunk < 1:
@@ -113,6 +115,7 @@ class VideoClipReader:
         self.clips_per_chunk = clips_per_chunk
         self.threads = threads
         self.colour = colour
+        self.data = data
         self.n_frames = 0
         self.source_size: Optional[tuple[int, int]] = None   # (width, height) of the decoded frames
         self._scaler: Optional[_Scaler] = None
@@ -149,10 +152,10 @@ class VideoClipReader:
         import av
 
         self.n_frames = 0
-        if not os.path.isfile(self.path):
+        if self.data is None and not os.path.isfile(self.path):
             raise VideoDecodeError(f"{self.path}: no such file")
         try:
-            container = av.open(self.path)
+            container = av.open(io.BytesIO(self.data) if self.data is not None else self.path)
         except (av.error.FFmpegError, OSError, EOFError, UnicodeDecodeError) as error:
             raise VideoDecodeError(f"{self.path}: cannot open ({type(error).__name__}: {error})") from error
         with container:
