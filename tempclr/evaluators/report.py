@@ -5,7 +5,7 @@ through :func:`tempclr.evaluators.evaluate.evaluate_checkpoints` (the same loadi
 ``tempclr-predict``): a derived config is written under the report's work folder that ``includes:`` the original
 and replaces
 
-- every ``dataset.*`` value starting with ``data/`` by the same path under ``data_root`` (the real data layout
+- every value starting with ``data/`` by the same path under ``data_root`` (the real data layout
   of README 'Real data and checkpoints'; ``data_root`` is laid out as the configs expect),
 - ``fairseq.common_eval.path`` by the checkpoint, ``eval.save_path`` by a folder of the work folder,
 - with a model config (by default ``config.yaml`` beside the checkpoint, which training writes there):
@@ -29,13 +29,13 @@ from tempclr.evaluators.evaluate import evaluate_checkpoints
 from tempclr.evaluators.published import published_for
 from tempclr.utils.config_schema import cfg_get
 from tempclr.utils.fileio import write_json_atomic, write_text_atomic
-from tempclr.utils.load_config import recursive_config
+from tempclr.utils.load_config import recursive_config, rerooted_values
 from tempclr.utils.registry import lookup
 
 __all__ = ["Benchmark", "BENCHMARKS", "REPO_ROOT", "derived_config", "missing_file", "run_report", "format_table"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-DATA_PREFIX = "data/"
+DATA_PREFIX = "data"
 NOT_PERCENT = ("MR",)
 
 
@@ -60,18 +60,22 @@ BENCHMARKS: Sequence[Benchmark] = (
 )
 
 
-def _rerooted(config: Any, data_root: str) -> Dict[str, str]:
-    """``{dataset key: path under data_root}`` for every ``dataset.*`` string value starting with ``data/``."""
-    out = {}
-    for key, value in (cfg_get(config, "dataset") or {}).items():
-        if isinstance(value, str) and value.startswith(DATA_PREFIX):
-            out[str(key)] = os.path.join(data_root, value[len(DATA_PREFIX):])
+def _rerooted(config: Any, data_root: str) -> Dict[str, Any]:
+    """``rerooted_values(config, "data", data_root)`` as a plain nested dict: every ``data/...`` value moved
+    under ``data_root``."""
+    return OmegaConf.to_container(rerooted_values(config, DATA_PREFIX, data_root))
+
+
+def _leaves(node: Dict[str, Any]) -> List[str]:
+    out: List[str] = []
+    for value in node.values():
+        out += _leaves(value) if isinstance(value, dict) else [value]
     return out
 
 
 def missing_file(config_path: str, data_root: str) -> Optional[str]:
     """The first re-rooted data path of ``config_path`` that does not exist (dataset key order), else None."""
-    for path in _rerooted(recursive_config(config_path), data_root).values():
+    for path in _leaves(_rerooted(recursive_config(config_path), data_root)):
         if not os.path.exists(path):
             return path
     return None
@@ -95,17 +99,13 @@ def derived_config(benchmark: Benchmark, checkpoint: str, data_root: str, work_d
     """Write ``<work_dir>/<name>/test_<name>.yaml`` (see the module docstring) and return its path."""
     original = os.path.join(configs_root, benchmark.config)
     folder = os.path.join(work_dir, benchmark.name)
-    overrides: Dict[str, Any] = {"includes": os.path.abspath(original),
-                                 "dataset": dict(_rerooted(recursive_config(original), os.path.abspath(data_root))),
-                                 "fairseq": {"common_eval": {"path": os.path.abspath(checkpoint)}},
-                                 "eval": {"save_path": os.path.abspath(os.path.join(folder, "eval"))}}
-    arch = architecture(model_config)
-    overrides["dataset"].update(arch.get("dataset", {}))
-    if "model" in arch:
-        overrides["model"] = arch["model"]
+    overrides = OmegaConf.merge(
+        _rerooted(recursive_config(original), os.path.abspath(data_root)), architecture(model_config),
+        {"includes": os.path.abspath(original), "fairseq": {"common_eval": {"path": os.path.abspath(checkpoint)}},
+         "eval": {"save_path": os.path.abspath(os.path.join(folder, "eval"))}})
     path = os.path.join(folder, f"test_{benchmark.name}.yaml")
     os.makedirs(folder, exist_ok=True)
-    write_text_atomic(path, OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    write_text_atomic(path, OmegaConf.to_yaml(overrides))
     return path
 
 
