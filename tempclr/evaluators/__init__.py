@@ -4,3 +4,5 @@ from .metric import CrossTaskMetric, FullVideoBGRetrievalMetric, FullVideoRetrie
 from .predictor import Predictor
 from .crosstask_predictor import CrossTaskPredictor
 from .predictor import BGRetrievalPredictor, RetrievalPredictor
+from .coin import COINActionSegmentationMetric, COINPredictor, COINZSPredictor
+from .didemo import DiDeMoMetric, DiDeMoPredictor

@@ -29,7 +29,7 @@ from tempclr.utils.load_config import cfg_get
 from tempclr.utils.registry import register
 
 from .dp import dp
-from .predictor import Predictor, model_device_dtype
+from .predictor_base import Predictor, model_device_dtype
 
 __all__ = ["CrossTaskPredictor", "average_windows", "window_rows"]
 

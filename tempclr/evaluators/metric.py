@@ -19,7 +19,6 @@ Changes from MMPT ``mmpt/evaluators/metric.py``:
 """
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Optional
@@ -34,51 +33,11 @@ from tempclr.evaluators.fullvideo_compat import (
     fullvideo_alignment_scores,
     substring_blocks,
 )
-from tempclr.utils.fileio import write_json_atomic
-from tempclr.utils.load_config import cfg_get
+from tempclr.evaluators.metric_base import METRIC_COMPAT_KEY, Metric, metric_compat
 from tempclr.utils.registry import register
 
 __all__ = ["Metric", "RetrievalMetric", "CrossTaskMetric", "pessimistic_ranks", "FullVideoRetrievalMetric",
-           "FullVideoBGRetrievalMetric", "metric_compat"]
-
-
-def _to_json(value: Any) -> Any:
-    """``json.dump`` default: numpy scalars and arrays to Python numbers and lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"metric value of type {type(value).__name__} is not JSON serialisable")
-
-
-class Metric(ABC):
-    """Base class: ``metric_names[0]`` is the metric used to pick the best checkpoint."""
-
-    def __init__(self, config: Any, metric_names: Sequence[str]):
-        if not metric_names:
-            raise ValueError(f"{type(self).__name__}: metric_names must name at least one metric")
-        self.config = config
-        self.metric_names = list(metric_names)
-
-    @abstractmethod
-    def compute_metrics(self, **outputs: Any) -> dict:
-        """Metrics from the predictor's outputs (keyword arguments, as the evaluator unpacks them)."""
-
-    @abstractmethod
-    def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
-        """Print ``metrics`` in the original's format."""
-
-    def best_metric(self, metric: Mapping[str, Any]) -> float:
-        """``metric[metric_names[0]]`` as a float (``metric``: the computed metrics dict, the original's name)."""
-        name = self.metric_names[0]
-        if name not in metric:
-            raise KeyError(f"{type(self).__name__}.best_metric: '{name}' missing from the computed metrics "
-                           f"(have {sorted(metric)})")
-        return float(metric[name])
-
-    def save_metrics(self, fn: str, metrics: Mapping[str, Any]) -> None:
-        """Write ``metrics`` to ``fn`` as JSON (numpy values converted), atomically via a temp file."""
-        write_json_atomic(fn, dict(metrics), default=_to_json)
+           "FullVideoBGRetrievalMetric", "metric_compat", "COINActionSegmentationMetric", "DiDeMoMetric"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -186,21 +145,6 @@ class CrossTaskMetric(Metric):
 # YouCook2 full-video retrieval (caption average, DTW, OTAM)
 
 FULL_VIDEO_METRIC_NAMES = ["R1", "R5", "R10", "DTW-R1", "DTW-R5", "DTW-R10", "OTAM-R1", "OTAM-R5", "OTAM-R10"]
-METRIC_COMPAT_KEY = "eval.metric_compat"
-METRIC_COMPAT_VALUES = ("corrected", "original")
-
-
-def metric_compat(config: Any) -> str:
-    """``eval.metric_compat`` of ``config``: "corrected" (absent, null or "corrected") or "original"."""
-    value = cfg_get(config, METRIC_COMPAT_KEY)
-    if value is None or value == "corrected":
-        return "corrected"
-    if value == "original":
-        return "original"
-    raise ValueError(f"{METRIC_COMPAT_KEY}: {value!r} is not a valid value; allowed: 'corrected' (the default, "
-                     f"also when the key is absent or null) or 'original' (the original TempCLR arithmetic)")
-
-
 def _finite_scores(outputs: Any, name: str) -> np.ndarray:
     """``outputs`` as a 2-D non-empty real array with no NaN or infinite entry (dtype kept)."""
     scores = np.asarray(outputs)
@@ -392,3 +336,8 @@ class FullVideoBGRetrievalMetric(Metric):
 
     def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
         _print_full_video_metrics(metrics)
+
+
+# COIN and DiDeMo live in their own modules; MMPT's module path keeps naming them
+from tempclr.evaluators.coin import COINActionSegmentationMetric  # noqa: E402
+from tempclr.evaluators.didemo import DiDeMoMetric  # noqa: E402

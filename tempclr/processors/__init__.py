@@ -9,3 +9,6 @@ from .dsprocessor import (CrossTaskAligner, CrossTaskMetaProcessor, CrossTaskTex
                           YoucookFullVideoBGProcessor, YoucookFullVideoBGTextProcessor, YoucookMetaProcessor,
                           YoucookVideoProcessor)
 from .dedupprocessor import CaptionDedupProcessor, dedup_caption
+from .coin import (COINActionSegmentationAligner, COINActionSegmentationMetaProcessor,
+                   COINActionSegmentationTextProcessor)
+from .didemo import DiDeMoAligner, DiDeMoMetaProcessor, DiDeMoTextProcessor

@@ -1,0 +1,290 @@
+"""DiDeMo moment localisation, zero-shot: :class:`DiDeMoPredictor` scores the 21 candidate moments of each
+description's video, :class:`DiDeMoMetric` computes Rank@1, Rank@5 and mean IoU (the protocol of
+github.com/LisaAnne/LocalizingMoments ``utils/eval.py``).
+
+A video is cut into 6 chunks of 5 seconds; the candidate moments (:data:`MOMENTS`) are the 6 single chunks then
+the 15 spans ``(s, e)``, ``s < e``, in ``itertools.combinations`` order.  A moment's video vector is the mean of
+the video encoder's last hidden states over its seconds ``5 s .. 5 (e + 1) - 1``; its score is the dot product
+with the description's pooled text vector.
+
+Per description, with ``times`` its annotators' moments: the rank of each annotated moment among the 21, the
+mean of its 3 best ranks (Rank@k: that mean ``<= k``), and the IoU (in chunks, ends inclusive) of the top
+moment with each annotated moment, the mean of the 3 largest (mean IoU).
+
+Corrected (the default):
+
+* a moment's mean covers only the seconds that have features (``vmasks``); a moment with none of them cannot be
+  scored, gets the score ``-inf`` and ranks last (the original averaged padded positions into the moments);
+* every annotated moment gets a rank, the ones past the video's features rank 21 (the original skipped them,
+  so a description whose annotations all lay there had no rank and counted as a miss silently); their count is
+  printed;
+* ties count against the annotation: its rank is the number of moments scoring at least as high (itself
+  included); the top moment of a tie is the first in :data:`MOMENTS` order.
+
+``eval.metric_compat: original`` reproduces the original arithmetic instead (padded means, moments without
+features left out of the ranking, annotations outside the ranking skipped, ranks by sorted position).
+"""
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from typing import Any, Dict, List, Optional, Tuple
+
+import numpy as np
+import torch
+
+from tempclr.processors.didemo import CHUNK_SECONDS, N_CHUNKS
+from tempclr.utils.registry import register
+
+from .metric_base import Metric, metric_compat
+from .predictor_base import Predictor, model_device_dtype
+
+__all__ = ["MOMENTS", "DiDeMoPredictor", "DiDeMoMetric", "moment_scores", "moment_index"]
+
+MOMENTS: Tuple[Tuple[int, int], ...] = tuple([(i, i) for i in range(N_CHUNKS)]
+                                             + list(itertools.combinations(range(N_CHUNKS), 2)))
+N_MOMENTS = len(MOMENTS)
+_INDEX = {moment: i for i, moment in enumerate(MOMENTS)}
+
+
+def moment_index(moment: Sequence[int]) -> int:
+    """The position of ``(start_chunk, end_chunk)`` in :data:`MOMENTS`."""
+    key = (int(moment[0]), int(moment[1]))
+    if key not in _INDEX:
+        raise ValueError(f"DiDeMo moment {tuple(moment)!r} is not one of the 21 candidates (0 <= start <= end <= 5)")
+    return _INDEX[key]
+
+
+def _moment_positions(length: int) -> torch.Tensor:
+    """bool ``[21, length]``: which of the ``length`` video positions each moment covers."""
+    cover = torch.zeros(N_MOMENTS, length, dtype=torch.bool)
+    for i, (s, e) in enumerate(MOMENTS):
+        cover[i, s * CHUNK_SECONDS:(e + 1) * CHUNK_SECONDS] = True
+    return cover
+
+
+def moment_scores(hidden_video: torch.Tensor, vmasks: torch.Tensor, pooled_text: torch.Tensor,
+                  compat: str = "corrected") -> torch.Tensor:
+    """Scores ``[B, 21]`` (float32, CPU) of the moments of ``hidden_video [B, Lv, H]`` (the video tokens' last hidden
+    states, ``[CLS]`` and ``[SEP]`` removed) against ``pooled_text [B, H]``; ``vmasks [B, Lv]``.
+
+    Corrected: masked means over the seconds with features, ``-inf`` for a moment without any.  ``original``:
+    plain means over the moment's positions (padding included, ``torch.mean`` of each slice as the original),
+    ``-inf`` for a moment without features (the original left those out of its ranking)."""
+    hidden_video, pooled_text = hidden_video.float().cpu(), pooled_text.float().cpu()
+    vmasks = vmasks.to(torch.bool).cpu()
+    cover = _moment_positions(hidden_video.size(1))
+    valid = (cover[None] & vmasks[:, None, :]).any(dim=-1)
+    if compat == "original":
+        pooled = torch.cat([torch.mean(hidden_video[:, s * CHUNK_SECONDS:(e + 1) * CHUNK_SECONDS, :], dim=1,
+                                       keepdim=True) for s, e in MOMENTS], dim=1)
+        scores = torch.bmm(pooled, pooled_text.unsqueeze(-1)).squeeze(-1)
+    else:
+        weights = (cover[None] & vmasks[:, None, :]).float()
+        pooled = (weights @ hidden_video) / weights.sum(-1, keepdim=True).clamp(min=1.0)
+        scores = torch.einsum("bmh,bh->bm", pooled, pooled_text)
+    if not torch.isfinite(scores[valid]).all():
+        raise ValueError("DiDeMoPredictor: the moment scores hold NaN or inf (the model's outputs are not finite)")
+    return scores.masked_fill(~valid, float("-inf"))
+
+
+def ranked_moments(scores: np.ndarray) -> List[List[Tuple[int, int]]]:
+    """Per row of ``scores [N, 21]`` the moments from best to worst (ties in :data:`MOMENTS` order), moments
+    scored ``-inf`` (no features) left out: the original's ``outputs``."""
+    order = np.argsort(-scores, axis=1, kind="stable")
+    return [[MOMENTS[m] for m in row if np.isfinite(scores[n, m])] for n, row in enumerate(order)]
+
+
+@register("predictor")
+class DiDeMoPredictor(Predictor):
+    """Scores the 21 moments of every description (:func:`moment_scores`; ``eval.metric_compat`` selects the
+    arithmetic).  ``finalize`` returns ``{"outputs": ranked moments per description, "targets": the records,
+    "scores": [N, 21]}``, what :class:`DiDeMoMetric` takes, and saves the scores as ``<output_file>.npy``."""
+
+    def __init__(self, config: Any):
+        super().__init__(config)
+        self.compat = metric_compat(config)
+        self.possible_segments = list(MOMENTS)
+        self.full_scores: List[torch.Tensor] = []
+
+    @torch.no_grad()
+    def predict_loop(self, model, eval_dataloader, output_file: Optional[str] = "didemo") -> Dict[str, Any]:
+        meta = getattr(getattr(eval_dataloader, "dataset", None), "meta_processor", None)
+        self.test_data = getattr(meta, "records", None)
+        if self.test_data is None:
+            raise ValueError("DiDeMoPredictor needs a loader over DiDeMoMetaProcessor (its records are the targets)")
+        self.full_scores = []
+        model.eval()
+        device, dtype = model_device_dtype(model)
+        for data in eval_dataloader:
+            data = self.to_ctx(data, device, dtype)
+            hidden_video = model.forward_video(data["vfeats"], data["vmasks"], data["caps"], data["cmasks"],
+                                               output_hidden_states=True)
+            pooled_text = model.forward_text(data["caps"], data["cmasks"])
+            outputs = {"hidden_video": hidden_video, "pooled_text": pooled_text}
+            outputs.update(data)
+            self(outputs)
+        return self.finalize(output_file)
+
+    def __call__(self, sample: Dict[str, Any]) -> None:
+        self.full_scores.append(moment_scores(sample["hidden_video"][:, 1:-1, :], sample["vmasks"],
+                                              sample["pooled_text"], self.compat))
+
+    def finalize(self, output_file: Optional[str] = None) -> Dict[str, Any]:
+        if not self.full_scores:
+            raise ValueError("DiDeMoPredictor: the evaluation loader gave no batch")
+        scores = torch.cat(self.full_scores).numpy()
+        self.full_scores = []
+        if len(scores) != len(self.test_data):
+            raise ValueError(f"DiDeMoPredictor: {len(scores)} scored descriptions but {len(self.test_data)} records")
+        if output_file is not None:
+            self.save_npy(output_file, scores)
+        return {"outputs": ranked_moments(scores), "targets": list(self.test_data), "scores": scores}
+
+    def save_npy(self, output_file: str, array: np.ndarray) -> str:
+        """``array`` to ``<eval.save_path>/<output_file>.npy`` (extension added once) atomically."""
+        import os
+
+        from tempclr.utils.fileio import save_npy_atomic
+
+        if self.pred_dir is None:
+            raise ValueError("config needs 'eval.save_path' (where predictions are written)")
+        name = output_file[: -len(".npy")] if output_file.endswith(".npy") else output_file
+        path = name + ".npy" if os.path.isabs(name) else os.path.join(str(self.pred_dir), name + ".npy")
+        save_npy_atomic(path, array)
+        return path
+
+
+def _annotated(targets: Sequence[Mapping[str, Any]]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(moment index [N, A] int64, present [N, A] bool)`` of every record's ``times`` (padded to the largest
+    count A); a record without ``times`` or with a moment that is not a candidate is an error naming it."""
+    counts = []
+    for row, record in enumerate(targets):
+        times = record.get("times") if isinstance(record, Mapping) else None
+        if not isinstance(times, (list, tuple)) or len(times) == 0:
+            raise ValueError(f"DiDeMoMetric: target {row} has no annotated moment ('times'); Rank and IoU are "
+                             "undefined for it")
+        counts.append(len(times))
+    index = np.zeros((len(targets), max(counts)), dtype=np.int64)
+    present = np.zeros(index.shape, dtype=bool)
+    for row, record in enumerate(targets):
+        for column, time in enumerate(record["times"]):
+            try:
+                index[row, column] = moment_index(time)
+            except (ValueError, TypeError, IndexError):
+                raise ValueError(f"DiDeMoMetric: target {row} has moment {time!r}; moments are [start, end] with "
+                                 "0 <= start <= end <= 5") from None
+        present[row, :len(record["times"])] = True
+    return index, present
+
+
+def _best_mean(values: np.ndarray, present: np.ndarray, smallest: bool) -> np.ndarray:
+    """Per row the mean of the (up to) 3 smallest (or largest) ``values`` where ``present``, summed in ascending
+    order as the original's ``np.mean(np.sort(v)[:3])`` / ``np.mean(np.sort(v)[-3:])``; NaN for a row with none."""
+    ordered = np.sort(np.where(present, values.astype(np.float64), np.inf), axis=1)
+    counts = present.sum(axis=1)
+    taken = np.minimum(counts, 3)
+    out = np.full(len(values), np.nan)
+    for k in (1, 2, 3):
+        rows = np.flatnonzero(taken == k)
+        if rows.size == 0:
+            continue
+        first = np.zeros(rows.size, dtype=np.int64) if smallest else counts[rows] - k
+        total = ordered[rows, first]
+        for c in range(1, k):
+            total = total + ordered[rows, first + c]
+        out[rows] = total / k
+    return out
+
+
+def _iou(top: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """IoU ``[N, A]`` in chunks (ends inclusive) of the moments ``top [N]`` and ``index [N, A]``."""
+    bounds = np.asarray(MOMENTS, dtype=np.int64)
+    p0, p1 = bounds[top, 0][:, None], bounds[top, 1][:, None]
+    g0, g1 = bounds[index, 0], bounds[index, 1]
+    intersection = np.maximum(0, np.minimum(p1, g1) + 1 - np.maximum(p0, g0))
+    union = np.maximum(p1, g1) + 1 - np.minimum(p0, g0)
+    return intersection / union
+
+
+@register("metric")
+class DiDeMoMetric(Metric):
+    """Rank@1, Rank@5 and mean IoU of DiDeMo moment localisation (see the module docstring)."""
+
+    def __init__(self, config: Any, metric_names: Sequence[str] = ("rank1", "rank5", "miou")):
+        super().__init__(config, metric_names)
+        self.compat = metric_compat(config)
+
+    def compute_metrics(self, outputs: Sequence[Sequence[Sequence[int]]], targets: Sequence[Mapping[str, Any]],
+                        scores: Optional[np.ndarray] = None, **kwargs: Any) -> dict:
+        """``outputs``: per description its moments best first (the original's format); ``targets``: the records
+        (``times``); ``scores [N, 21]`` (:class:`DiDeMoPredictor`): the moment scores, ``-inf`` for a moment
+        without features.  The corrected metric ranks from ``scores`` when given (ties against the annotation),
+        else from the order of ``outputs`` (a moment missing from it ranks 21)."""
+        if len(outputs) != len(targets):
+            raise ValueError(f"DiDeMoMetric: {len(outputs)} predictions but {len(targets)} targets")
+        if len(targets) == 0:
+            raise ValueError("DiDeMoMetric: no description to evaluate")
+        index, present = _annotated(targets)
+        rows = np.arange(len(targets))[:, None]
+        if self.compat == "original":
+            return self._original(outputs, index, present)
+        if scores is not None:
+            scores = np.asarray(scores, dtype=np.float64)
+            if scores.shape != (len(targets), N_MOMENTS):
+                raise ValueError(f"DiDeMoMetric: scores must be [{len(targets)}, {N_MOMENTS}], got {scores.shape}")
+            if np.isnan(scores).any():
+                row = int(np.argwhere(np.isnan(scores))[0, 0])
+                raise ValueError(f"DiDeMoMetric: scores of description {row} hold NaN; its ranks are undefined")
+            if np.isneginf(scores).all(axis=1).any():
+                row = int(np.argmax(np.isneginf(scores).all(axis=1)))
+                raise ValueError(f"DiDeMoMetric: description {row} has no moment with features (all scores -inf)")
+            annotated = scores[rows, index]
+            ranks = (scores[:, None, :] >= annotated[:, :, None]).sum(axis=2)
+            top = np.argmax(scores, axis=1)
+            self.unscorable = int((np.isneginf(annotated) & present).sum())
+        else:
+            position = self._positions(outputs)
+            ranks = np.where(position[rows, index] >= 0, position[rows, index] + 1, N_MOMENTS)
+            top = np.argmax(position == 0, axis=1)
+            self.unscorable = int(((position[rows, index] < 0) & present).sum())
+        average_ranks = _best_mean(ranks, present, smallest=True)
+        average_iou = _best_mean(_iou(top, index), present, smallest=False)
+        return {"rank1": float(np.mean(average_ranks <= 1)), "rank5": float(np.mean(average_ranks <= 5)),
+                "miou": float(np.mean(average_iou)), "unscorable_annotations": float(self.unscorable)}
+
+    @staticmethod
+    def _positions(outputs: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:
+        """int64 ``[N, 21]``: each moment's 0-based position in each row of ``outputs``, -1 when absent; an empty
+        row is an error."""
+        position = np.full((len(outputs), N_MOMENTS), -1, dtype=np.int64)
+        for row, ranked in enumerate(outputs):
+            if len(ranked) == 0:
+                raise ValueError(f"DiDeMoMetric: prediction {row} ranks no moment")
+            for rank, moment in enumerate(ranked):
+                position[row, moment_index(moment)] = rank
+        return position
+
+    def _original(self, outputs: Sequence[Sequence[Sequence[int]]], index: np.ndarray, present: np.ndarray) -> dict:
+        """The original arithmetic: ranks only of the annotated moments present in the ranking (by position),
+        a description with none of them NaN (a miss), IoU of each ranking's first moment."""
+        position = self._positions(outputs)
+        rows = np.arange(len(outputs))[:, None]
+        found = position[rows, index]
+        in_ranking = present & (found >= 0)
+        average_ranks = _best_mean(found + 1, in_ranking, smallest=True)
+        top = np.argmax(position == 0, axis=1)
+        average_iou = _best_mean(_iou(top, index), present, smallest=False)
+        self.unscorable = int((present & ~in_ranking).sum())
+        return {"rank1": float(np.sum(average_ranks <= 1) / float(len(average_ranks))),
+                "rank5": float(np.sum(average_ranks <= 5) / float(len(average_ranks))),
+                "miou": float(np.mean(average_iou)), "unscorable_annotations": float(self.unscorable)}
+
+    def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
+        print("Average rank@1: {:.4f} Average rank@5: {:.4f} Average iou: {:.4f}".format(
+            metrics["rank1"], metrics["rank5"], metrics["miou"]))
+        unscorable = int(metrics.get("unscorable_annotations", 0))
+        if unscorable:
+            how = ("skipped, as the original did" if self.compat == "original"
+                   else "ranked last (21), counted")
+            print(f"{unscorable} annotated moment(s) lie past their video's features: {how}")
