@@ -31,7 +31,7 @@ from .crosstask_predictor import average_windows
 from .metric_base import Metric
 from .predictor_base import Predictor, model_device_dtype
 
-__all__ = ["COINActionSegmentationMetric", "COINPredictor", "COINZSPredictor", "frame_labels"]
+__all__ = ["COINActionSegmentationMetric", "COINPredictor", "COINZSPredictor", "frame_labels", "zero_shot_labels"]
 
 COIN_METRIC_NAMES = ("frame_acc", "frame_acc_no_bg", "pred_bg_share", "true_bg_share")
 
@@ -48,7 +48,7 @@ def frame_labels(values: Any, name: str) -> np.ndarray:
         if bad.any():
             position = int(np.argmax(bad))
             raise ValueError(f"COINActionSegmentationMetric: {name} holds {int(bad.sum())} entries that are not whole "
-                             f"labels (first at second {position}: {array[position]!r}); labels are undefined there")
+                             f"labels (first at second {position}: {array[position].item()!r}); labels are undefined there")
     elif not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
         raise ValueError(f"COINActionSegmentationMetric: {name} must hold integer labels, got dtype {array.dtype}")
     array = array.astype(np.int64)
@@ -107,6 +107,13 @@ def _merge_windows(logits: torch.Tensor, vmasks: torch.Tensor, video_len: int, s
     if not torch.isfinite(rows).all():
         raise ValueError(f"{where}: the model's scores hold NaN or inf; labels are undefined")
     return average_windows(rows, video_len, stride, size)
+
+
+def zero_shot_labels(scores: torch.Tensor, lbd: torch.Tensor) -> torch.Tensor:
+    """int64 ``[T]`` labels of ``scores [T, K]`` (seconds against step names): ``argmax + 1`` (ties: the first
+    step) where the best score exceeds ``lbd``, else 0 (background)."""
+    best, best_label = scores.max(dim=1).values, scores.argmax(dim=1)
+    return torch.where(best > lbd, best_label + 1, torch.zeros_like(best_label))
 
 
 class _COINBase(Predictor):
@@ -217,8 +224,5 @@ class COINZSPredictor(_COINBase):
         hidden = model.forward_video(vfeats, vmasks, sample["caps"][0], sample["cmasks"][0],
                                      output_hidden_states=True)
         logits = hidden[:, 1:vmasks.size(1) + 1].float().cpu() @ label_hidden_states.t()
-        scores = self._video_scores(sample, logits)
-        best, best_label = scores.max(dim=1).values, scores.argmax(dim=1)
-        pred = torch.where(best > lbd, best_label + 1, torch.zeros_like(best_label))
-        Y_pred.append(pred)
+        Y_pred.append(zero_shot_labels(self._video_scores(sample, logits), lbd))
         Y_true.append(sample["video_targets"].reshape(-1).cpu())
