@@ -1,6 +1,7 @@
 """DiDeMo: the processors on hand-written test_data.json records (malformed rows included), the moment scores
 against plain loops and the original predictor, the metric against plain loops (ties, moments without features,
-NaN, empty rows) and, with ``eval.metric_compat: original``, against the original metric (tempclr/testing/original.py)."""
+NaN, empty rows) and, with ``eval.metric_compat: original``, against the original metric
+(tempclr/testing/original.py)."""
 import json
 
 import numpy as np

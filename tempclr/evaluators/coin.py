@@ -48,7 +48,8 @@ def frame_labels(values: Any, name: str) -> np.ndarray:
         if bad.any():
             position = int(np.argmax(bad))
             raise ValueError(f"COINActionSegmentationMetric: {name} holds {int(bad.sum())} entries that are not whole "
-                             f"labels (first at second {position}: {array[position].item()!r}); labels are undefined there")
+                             f"labels (first at second {position}: {array[position].item()!r}); labels are undefined "
+                             "there")
     elif not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
         raise ValueError(f"COINActionSegmentationMetric: {name} must hold integer labels, got dtype {array.dtype}")
     array = array.astype(np.int64)
