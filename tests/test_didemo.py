@@ -153,9 +153,10 @@ def test_compat_metric_reproduces_the_original(seed):
     scores, targets = random_case(seed)
     rankings = ranked_moments(scores)  # moments without features are left out, as the original predictor did
     metric = DiDeMoMetric({"eval": {"metric_compat": "original"}})
-    got = metric.compute_metrics(outputs=rankings, targets=targets, scores=scores)
     rank1, rank5, miou = original_didemo_eval(rankings, targets)
-    assert (got["rank1"], got["rank5"], got["miou"]) == (rank1, rank5, miou)  # bit for bit
+    for scored in (scores, None):  # positions from the predictor's scores, or from the rankings themselves
+        got = metric.compute_metrics(outputs=rankings, targets=targets, scores=scored)
+        assert (got["rank1"], got["rank5"], got["miou"]) == (rank1, rank5, miou)  # bit for bit
 
 
 def test_metric_bad_inputs():
@@ -171,6 +172,12 @@ def test_metric_bad_inputs():
         metric.compute_metrics(outputs=[[]] + ranked_moments(scores)[1:], targets=targets)
     with pytest.raises(ValueError, match="3 predictions but 2 targets"):
         metric.compute_metrics(outputs=ranked_moments(scores), targets=targets[:2])
+    with pytest.raises(ValueError, match=r"target 1 has moment \[1, 7\]"):
+        metric.compute_metrics(outputs=ranked_moments(scores), targets=[targets[0], {"times": [[1, 7]]}, targets[2]],
+                               scores=scores)
+    with pytest.raises(ValueError, match=r"target 0 has moment \[1, 2, 3\]"):
+        metric.compute_metrics(outputs=ranked_moments(scores), targets=[{"times": [[1, 2, 3]]}] + targets[1:],
+                               scores=scores)
     with pytest.raises(ValueError, match="no description to evaluate"):
         metric.compute_metrics(outputs=[], targets=[])
     with pytest.raises(ValueError, match="not a valid value"):

@@ -71,7 +71,7 @@ def test_unknown_name_lists_the_valid_ones():
 def test_kinds_hold_what_their_package_defines():
     assert set(registered("task")) == {"Task", "RetriTask", "VideoRetriTask", "AlignRetriTask", "AlignLocalTask"}
     assert set(registered("model")) == {"MMFusionSeparate", "MMFusionSeparateActionLocalization",
-                                        "MMFusionSeparateFullVideoBGRetrieval"}
+                                        "MMFusionSeparateFullVideoBGRetrieval", "MMFusionSeparateActionSegmentation"}
     assert set(registered("loss")) == {"BCE", "CrossEntropy", "MMContraLoss"}
     for kind, package in KIND_PACKAGES.items():
         for name, cls in registered(kind).items():

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from tempclr.processors.coin import coin_window_config
-from tempclr.utils.load_config import cfg_get
+from tempclr.utils.config_schema import cfg_get, setting
 from tempclr.utils.registry import register
 
 from .crosstask_predictor import average_windows
@@ -37,8 +37,8 @@ COIN_METRIC_NAMES = ("frame_acc", "frame_acc_no_bg", "pred_bg_share", "true_bg_s
 
 
 def frame_labels(values: Any, name: str) -> np.ndarray:
-    """``values`` as a non-empty 1-D int64 array of labels; NaN, non-integral or negative entries are an error
-    naming ``name`` and the first position."""
+    """``values`` as a non-empty 1-D integer array of labels (no copy when it already is one); NaN, non-integral
+    or negative entries are an error naming ``name`` and the first position."""
     array = np.asarray(values)
     if array.ndim != 1 or array.size == 0:
         raise ValueError(f"COINActionSegmentationMetric: {name} must be a non-empty 1-D array of per-second labels "
@@ -50,10 +50,12 @@ def frame_labels(values: Any, name: str) -> np.ndarray:
             raise ValueError(f"COINActionSegmentationMetric: {name} holds {int(bad.sum())} entries that are not whole "
                              f"labels (first at second {position}: {array[position].item()!r}); labels are undefined "
                              "there")
-    elif not (np.issubdtype(array.dtype, np.integer) or array.dtype == np.bool_):
+        array = array.astype(np.int64)
+    elif array.dtype == np.bool_:
+        array = array.astype(np.int64)
+    elif not np.issubdtype(array.dtype, np.integer):
         raise ValueError(f"COINActionSegmentationMetric: {name} must hold integer labels, got dtype {array.dtype}")
-    array = array.astype(np.int64)
-    if (array < 0).any():
+    if array.min() < 0:
         position = int(np.argmax(array < 0))
         raise ValueError(f"COINActionSegmentationMetric: {name} holds a negative label ({array[position]}) at second "
                          f"{position}; labels are 0 (background) or a step id")
@@ -78,14 +80,17 @@ class COINActionSegmentationMetric(Metric):
         if predicted.shape != true.shape:
             raise ValueError(f"COINActionSegmentationMetric: outputs has {predicted.size} seconds but targets "
                              f"{true.size}")
+        n = len(true)
         errors = predicted != true
-        foreground = true != 0
-        n_foreground = int(foreground.sum())
+        background = true == 0
+        n_errors = int(np.count_nonzero(errors))
+        n_foreground = n - int(np.count_nonzero(background))
+        foreground_errors = n_errors - int(np.count_nonzero(errors & background))
         return {
-            "frame_acc": 1.0 - float(errors.sum()) / len(true),
-            "frame_acc_no_bg": (1.0 - float(errors[foreground].sum()) / n_foreground) if n_foreground else None,
-            "pred_bg_share": float((predicted == 0).mean()),
-            "true_bg_share": float((true == 0).mean()),
+            "frame_acc": 1.0 - float(n_errors) / n,
+            "frame_acc_no_bg": (1.0 - float(foreground_errors) / n_foreground) if n_foreground else None,
+            "pred_bg_share": float(n - np.count_nonzero(predicted)) / n,
+            "true_bg_share": float(n - n_foreground) / n,
         }
 
     def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
@@ -103,11 +108,13 @@ class COINActionSegmentationMetric(Metric):
 def _merge_windows(logits: torch.Tensor, vmasks: torch.Tensor, video_len: int, stride: int, size: int,
                    where: str) -> torch.Tensor:
     """``logits [W, Lv, C]`` of the windows -> ``[T, C]`` float32 on the CPU, each second the mean over the
-    windows covering it (padding rows dropped with ``vmasks [W, Lv]``)."""
+    windows covering it (padding rows dropped with ``vmasks [W, Lv]``).  A NaN or inf score is an error (checked
+    on each second's maximum, which NaN and +inf reach; a -inf score cannot win an argmax)."""
     rows = logits.detach().float().cpu()[vmasks.to(torch.bool).cpu()]
-    if not torch.isfinite(rows).all():
+    merged = average_windows(rows, video_len, stride, size)
+    if not torch.isfinite(merged.amax(dim=1)).all():
         raise ValueError(f"{where}: the model's scores hold NaN or inf; labels are undefined")
-    return average_windows(rows, video_len, stride, size)
+    return merged
 
 
 def zero_shot_labels(scores: torch.Tensor, lbd: torch.Tensor) -> torch.Tensor:
@@ -125,7 +132,7 @@ class _COINBase(Predictor):
         dataset = cfg_get(config, "dataset")
         if dataset is None:
             raise ValueError(f"{type(self).__name__} needs the config's 'dataset' section")
-        self.max_video_len = int(cfg_get(config, "dataset.max_video_len", 32))
+        self.max_video_len = int(setting(config, "dataset.max_video_len"))
         self.sliding_window, self.sliding_window_size = coin_window_config(dataset)
 
     @staticmethod

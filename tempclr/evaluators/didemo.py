@@ -49,6 +49,8 @@ _INDEX = {moment: i for i, moment in enumerate(MOMENTS)}
 
 def moment_index(moment: Sequence[int]) -> int:
     """The position of ``(start_chunk, end_chunk)`` in :data:`MOMENTS`."""
+    if len(moment) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in moment):
+        raise ValueError(f"DiDeMo moment {moment!r} is not [start_chunk, end_chunk] (two integers)")
     key = (int(moment[0]), int(moment[1]))
     if key not in _INDEX:
         raise ValueError(f"DiDeMo moment {tuple(moment)!r} is not one of the 21 candidates (0 <= start <= end <= 5)")
@@ -155,27 +157,49 @@ class DiDeMoPredictor(Predictor):
         return path
 
 
+_TABLE = np.full((N_CHUNKS, N_CHUNKS), -1, dtype=np.int64)
+for _i, (_s, _e) in enumerate(MOMENTS):
+    _TABLE[_s, _e] = _i
+
+
 def _annotated(targets: Sequence[Mapping[str, Any]]) -> Tuple[np.ndarray, np.ndarray]:
     """``(moment index [N, A] int64, present [N, A] bool)`` of every record's ``times`` (padded to the largest
     count A); a record without ``times`` or with a moment that is not a candidate is an error naming it."""
-    counts = []
+    try:
+        times = [record["times"] for record in targets]
+        counts = np.array(list(map(len, times)), dtype=np.int64)
+        flat = np.array(list(itertools.chain.from_iterable(itertools.chain.from_iterable(times))))
+    except (KeyError, TypeError, ValueError):
+        flat, counts = None, None
+    if flat is None or counts.min() == 0 or flat.dtype.kind not in "iu" or flat.size != 2 * counts.sum():
+        _explain_bad_times(targets)
+    pairs = flat.reshape(-1, 2)
+    inside = (pairs >= 0).all(axis=1) & (pairs < N_CHUNKS).all(axis=1)
+    moments = np.where(inside, _TABLE[np.clip(pairs[:, 0], 0, N_CHUNKS - 1), np.clip(pairs[:, 1], 0, N_CHUNKS - 1)],
+                       -1)
+    if (moments < 0).any():
+        _explain_bad_times(targets)
+    width = int(counts.max())
+    present = np.arange(width)[None, :] < counts[:, None]
+    index = np.zeros(present.shape, dtype=np.int64)
+    index[present] = moments
+    return index, present
+
+
+def _explain_bad_times(targets: Sequence[Mapping[str, Any]]) -> None:
+    """Raise the error naming the first record whose ``times`` is missing, empty or holds a non-candidate."""
     for row, record in enumerate(targets):
         times = record.get("times") if isinstance(record, Mapping) else None
         if not isinstance(times, (list, tuple)) or len(times) == 0:
             raise ValueError(f"DiDeMoMetric: target {row} has no annotated moment ('times'); Rank and IoU are "
                              "undefined for it")
-        counts.append(len(times))
-    index = np.zeros((len(targets), max(counts)), dtype=np.int64)
-    present = np.zeros(index.shape, dtype=bool)
-    for row, record in enumerate(targets):
-        for column, time in enumerate(record["times"]):
+        for time in times:
             try:
-                index[row, column] = moment_index(time)
-            except (ValueError, TypeError, IndexError):
+                moment_index(time)
+            except (ValueError, TypeError, IndexError, KeyError):
                 raise ValueError(f"DiDeMoMetric: target {row} has moment {time!r}; moments are [start, end] with "
                                  "0 <= start <= end <= 5") from None
-        present[row, :len(record["times"])] = True
-    return index, present
+    raise ValueError("DiDeMoMetric: the targets' 'times' are malformed")
 
 
 def _best_mean(values: np.ndarray, present: np.ndarray, smallest: bool) -> np.ndarray:
@@ -195,6 +219,18 @@ def _best_mean(values: np.ndarray, present: np.ndarray, smallest: bool) -> np.nd
             total = total + ordered[rows, first + c]
         out[rows] = total / k
     return out
+
+
+def _score_positions(scores: np.ndarray, n: int) -> np.ndarray:
+    """int64 ``[N, 21]``: each moment's 0-based position in :func:`ranked_moments` of ``scores`` (-1 for a moment
+    scored -inf, left out of that ranking)."""
+    if scores.shape != (n, N_MOMENTS) or np.isnan(scores).any():
+        raise ValueError(f"DiDeMoMetric: scores must be [{n}, {N_MOMENTS}] without NaN, got shape {scores.shape}")
+    order = np.argsort(-scores, axis=1, kind="stable")
+    position = np.empty(scores.shape, dtype=np.int64)
+    np.put_along_axis(position, order, np.arange(N_MOMENTS)[None, :], axis=1)
+    position[np.isneginf(scores)] = -1
+    return position
 
 
 def _iou(top: np.ndarray, index: np.ndarray) -> np.ndarray:
@@ -228,7 +264,7 @@ class DiDeMoMetric(Metric):
         index, present = _annotated(targets)
         rows = np.arange(len(targets))[:, None]
         if self.compat == "original":
-            return self._original(outputs, index, present)
+            return self._original(outputs, index, present, scores)
         if scores is not None:
             scores = np.asarray(scores, dtype=np.float64)
             if scores.shape != (len(targets), N_MOMENTS):
@@ -240,7 +276,7 @@ class DiDeMoMetric(Metric):
                 row = int(np.argmax(np.isneginf(scores).all(axis=1)))
                 raise ValueError(f"DiDeMoMetric: description {row} has no moment with features (all scores -inf)")
             annotated = scores[rows, index]
-            ranks = (scores[:, None, :] >= annotated[:, :, None]).sum(axis=2)
+            ranks = np.count_nonzero(scores[:, None, :] >= annotated[:, :, None], axis=2)
             top = np.argmax(scores, axis=1)
             self.unscorable = int((np.isneginf(annotated) & present).sum())
         else:
@@ -265,10 +301,12 @@ class DiDeMoMetric(Metric):
                 position[row, moment_index(moment)] = rank
         return position
 
-    def _original(self, outputs: Sequence[Sequence[Sequence[int]]], index: np.ndarray, present: np.ndarray) -> dict:
+    def _original(self, outputs: Sequence[Sequence[Sequence[int]]], index: np.ndarray, present: np.ndarray,
+                  scores: Optional[np.ndarray] = None) -> dict:
         """The original arithmetic: ranks only of the annotated moments present in the ranking (by position),
-        a description with none of them NaN (a miss), IoU of each ranking's first moment."""
-        position = self._positions(outputs)
+        a description with none of them NaN (a miss), IoU of each ranking's first moment.  With ``scores`` (the
+        predictor's, whose ranking ``outputs`` is) the positions come from them directly."""
+        position = self._positions(outputs) if scores is None else _score_positions(np.asarray(scores), len(index))
         rows = np.arange(len(outputs))[:, None]
         found = position[rows, index]
         in_ranking = present & (found >= 0)

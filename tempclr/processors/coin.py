@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
 
-from tempclr.utils.config_schema import cfg_get
+from tempclr.utils.config_schema import cfg_get, dataset_setting
 from tempclr.utils.fileio import check_name
 from tempclr.utils.registry import register
 
@@ -59,7 +59,7 @@ def coin_window_config(config: Any) -> Tuple[int, int]:
         if int(value) < 1:
             raise ValueError(f"dataset.{key} = {value} must be >= 1")
         values.append(int(value))
-    max_video_len = int(cfg_get(config, "max_video_len", 32))
+    max_video_len = int(dataset_setting(config, "max_video_len"))
     if values[1] > max_video_len:
         raise ValueError(f"dataset.sliding_window_size={values[1]} exceeds dataset.max_video_len={max_video_len}: "
                          "windows would be cut silently")
