@@ -17,6 +17,7 @@ predicted background.
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Dict, List, Optional
 
@@ -171,8 +172,21 @@ class COINPredictor(_COINBase):
     """The fine-tuned model (``MMFusionSeparateActionSegmentation``): each second's label is the argmax of its
     window-averaged logits ``[T, num_labels]`` (ties: the lowest label)."""
 
+    def selection_note(self) -> Optional[str]:
+        """The warning printed before evaluating a ``*best*`` checkpoint: fine-tuning (``coin_videoclip``) picks
+        ``checkpoint_best.pt`` on its ``valid`` split, which for COIN is the testing subset evaluated here."""
+        path = cfg_get(self.config, "fairseq.common_eval.path")
+        if path is None or "best" not in os.path.basename(str(path)):
+            return None
+        return (f"WARNING: {path} is a 'best' checkpoint; COIN has no validation subset, so fine-tuning selected it "
+                "on the testing subset evaluated here (the test split): report it only as an oracle upper bound, "
+                "or evaluate a checkpoint chosen without the test split")
+
     @torch.no_grad()
     def predict_loop(self, model, eval_dataloader, output_file: Optional[str] = "result") -> Dict[str, Any]:
+        note = self.selection_note()
+        if note is not None:
+            print(note, flush=True)
         model.eval()
         device, dtype = model_device_dtype(model)
         Y_pred: List[torch.Tensor] = []
