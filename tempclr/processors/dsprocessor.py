@@ -53,8 +53,8 @@ __all__ = ["CrossTaskMetaProcessor", "CrossTaskVideoProcessor", "CrossTaskTextPr
            "DSAligner", "YoucookMetaProcessor", "YoucookVideoProcessor", "YoucookFullVideoBGMetaProcessor",
            "YoucookFullVideoBGProcessor", "YoucookFullVideoBGTextProcessor", "YoucookFullVideoBGAligner",
            "YoucookRecord", "read_youcook_records",
-           "COINActionSegmentationMetaProcessor", "COINActionSegmentationTextProcessor", "COINActionSegmentationAligner",
-           "MetaTextBinarizer", "DiDeMoMetaProcessor", "DiDeMoTextProcessor", "DiDeMoAligner"]
+           "COINActionSegmentationMetaProcessor", "COINActionSegmentationTextProcessor",
+           "COINActionSegmentationAligner", "MetaTextBinarizer", "DiDeMoMetaProcessor", "DiDeMoTextProcessor", "DiDeMoAligner"]
 
 # (task id, video id, step descriptions, K)
 CrossTaskItem = Tuple[str, str, List[str], int]
