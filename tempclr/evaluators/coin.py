@@ -230,6 +230,14 @@ class COINZSPredictor(_COINBase):
             self(self.to_ctx(batch, device, dtype), label_hidden_states, model, lbd, Y_pred, Y_true)
         return self.finalize(Y_pred, Y_true, output_file)
 
+    def reshape_subsample(self, sample: Dict[str, Any]) -> Dict[str, Any]:
+        """Every tensor of ``sample`` without the loader's leading batch dim of 1 (:meth:`flat_subsample`)."""
+        return {key: self.flat_subsample(value) if torch.is_tensor(value) else value for key, value in sample.items()}
+
+    def flat_subsample(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` without a leading dim of size 1 (tensors of one dim are kept)."""
+        return tensor.squeeze(0) if tensor.dim() > 1 and tensor.size(0) == 1 else tensor
+
     @staticmethod
     def threshold(label_hidden_states: torch.Tensor) -> torch.Tensor:
         """``lbd``: the largest dot product between two different rows of ``label_hidden_states [K, H]``."""

@@ -135,13 +135,17 @@ class DiDeMoPredictor(Predictor):
     def finalize(self, output_file: Optional[str] = None) -> Dict[str, Any]:
         if not self.full_scores:
             raise ValueError("DiDeMoPredictor: the evaluation loader gave no batch")
-        scores = torch.cat(self.full_scores).numpy()
-        self.full_scores = []
+        scores = self._aggregate_scores(self.full_scores)
         if len(scores) != len(self.test_data):
             raise ValueError(f"DiDeMoPredictor: {len(scores)} scored descriptions but {len(self.test_data)} records")
         if output_file is not None:
             self.save_npy(output_file, scores)
         return {"outputs": ranked_moments(scores), "targets": list(self.test_data), "scores": scores}
+
+    def _aggregate_scores(self, scores: List[torch.Tensor]) -> np.ndarray:
+        """The batches' ``[B, 21]`` scores as one ``[N, 21]`` float32 array; resets ``full_scores``."""
+        self.full_scores = []
+        return torch.cat(scores).numpy()
 
     def save_npy(self, output_file: str, array: np.ndarray) -> str:
         """``array`` to ``<eval.save_path>/<output_file>.npy`` (extension added once) atomically."""
