@@ -178,6 +178,10 @@ def test_metric_bad_inputs():
     with pytest.raises(ValueError, match=r"target 0 has moment \[1, 2, 3\]"):
         metric.compute_metrics(outputs=ranked_moments(scores), targets=[{"times": [[1, 2, 3]]}] + targets[1:],
                                scores=scores)
+    for bad in ([1.5, 2], [float("nan"), 2]):
+        with pytest.raises(ValueError, match=r"target 0 has moment \[(1.5|nan), 2\]"):
+            metric.compute_metrics(outputs=ranked_moments(scores), targets=[{"times": [bad]}] + targets[1:],
+                                   scores=scores)
     with pytest.raises(ValueError, match="no description to evaluate"):
         metric.compute_metrics(outputs=[], targets=[])
     with pytest.raises(ValueError, match="not a valid value"):

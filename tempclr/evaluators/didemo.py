@@ -171,13 +171,14 @@ def _annotated(targets: Sequence[Mapping[str, Any]]) -> Tuple[np.ndarray, np.nda
     count A); a record without ``times`` or with a moment that is not a candidate is an error naming it."""
     try:
         times = [record["times"] for record in targets]
-        counts = np.array(list(map(len, times)), dtype=np.int64)
-        flat = np.array(list(itertools.chain.from_iterable(itertools.chain.from_iterable(times))))
+        counts = np.fromiter(map(len, times), dtype=np.int64, count=len(times))
+        values = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(times)), dtype=np.float64)
     except (KeyError, TypeError, ValueError):
-        flat, counts = None, None
-    if flat is None or counts.min() == 0 or flat.dtype.kind not in "iu" or flat.size != 2 * counts.sum():
+        values, counts = None, None
+    if (values is None or counts.min() == 0 or values.size != 2 * counts.sum()
+            or not (values == np.floor(values)).all()):  # NaN and fractions fail the last test
         _explain_bad_times(targets)
-    pairs = flat.reshape(-1, 2)
+    pairs = values.astype(np.int64).reshape(-1, 2)
     inside = (pairs >= 0).all(axis=1) & (pairs < N_CHUNKS).all(axis=1)
     moments = np.where(inside, _TABLE[np.clip(pairs[:, 0], 0, N_CHUNKS - 1), np.clip(pairs[:, 1], 0, N_CHUNKS - 1)],
                        -1)
