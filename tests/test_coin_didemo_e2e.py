@@ -104,7 +104,14 @@ def test_didemo_zero_shot_config_end_to_end(tmp_path, small_demo, bench_sets, mo
     assert f"annotated moment(s) lie past their video's features: {how}" in out
     import numpy as np
 
-    scores = np.load(tmp_path / "ckpt" / "eval" / "merged.npy")
+    from tempclr.evaluators import Evaluator
+    from tempclr.utils.load_config import load_config
+
+    saved = Evaluator(load_config(config_file=config))()["results"]  # re-scores eval/merged.pkl
+    assert [round(saved[k], 4) for k in ("rank1", "rank5", "miou")] == values
+    from tempclr.utils.safe_pickle import load_pickle
+
+    scores = load_pickle(str(tmp_path / "ckpt" / "eval" / "merged.pkl"))["scores"]
     assert scores.shape[1] == 21 and np.isneginf(scores).any()  # the 22-second video's chunk 5 has no features
 
 

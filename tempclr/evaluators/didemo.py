@@ -101,7 +101,7 @@ def ranked_moments(scores: np.ndarray) -> List[List[Tuple[int, int]]]:
 class DiDeMoPredictor(Predictor):
     """Scores the 21 moments of every description (:func:`moment_scores`; ``eval.metric_compat`` selects the
     arithmetic).  ``finalize`` returns ``{"outputs": ranked moments per description, "targets": the records,
-    "scores": [N, 21]}``, what :class:`DiDeMoMetric` takes, and saves the scores as ``<output_file>.npy``."""
+    "scores": [N, 21]}``, what :class:`DiDeMoMetric` takes, and pickles it as ``<output_file>.pkl``."""
 
     def __init__(self, config: Any):
         super().__init__(config)
@@ -133,32 +133,22 @@ class DiDeMoPredictor(Predictor):
                                               sample["pooled_text"], self.compat))
 
     def finalize(self, output_file: Optional[str] = None) -> Dict[str, Any]:
+        """``{"outputs", "targets", "scores"}`` (see the class); with ``output_file`` also pickled to
+        ``<eval.save_path>/<output_file>.pkl``, so that ``Evaluator()`` can score it again."""
         if not self.full_scores:
             raise ValueError("DiDeMoPredictor: the evaluation loader gave no batch")
         scores = self._aggregate_scores(self.full_scores)
         if len(scores) != len(self.test_data):
             raise ValueError(f"DiDeMoPredictor: {len(scores)} scored descriptions but {len(self.test_data)} records")
+        result = {"outputs": ranked_moments(scores), "targets": list(self.test_data), "scores": scores}
         if output_file is not None:
-            self.save_npy(output_file, scores)
-        return {"outputs": ranked_moments(scores), "targets": list(self.test_data), "scores": scores}
+            self.save_predictions(output_file, result)
+        return result
 
     def _aggregate_scores(self, scores: List[torch.Tensor]) -> np.ndarray:
         """The batches' ``[B, 21]`` scores as one ``[N, 21]`` float32 array; resets ``full_scores``."""
         self.full_scores = []
         return torch.cat(scores).numpy()
-
-    def save_npy(self, output_file: str, array: np.ndarray) -> str:
-        """``array`` to ``<eval.save_path>/<output_file>.npy`` (extension added once) atomically."""
-        import os
-
-        from tempclr.utils.fileio import save_npy_atomic
-
-        if self.pred_dir is None:
-            raise ValueError("config needs 'eval.save_path' (where predictions are written)")
-        name = output_file[: -len(".npy")] if output_file.endswith(".npy") else output_file
-        path = name + ".npy" if os.path.isabs(name) else os.path.join(str(self.pred_dir), name + ".npy")
-        save_npy_atomic(path, array)
-        return path
 
 
 _TABLE = np.full((N_CHUNKS, N_CHUNKS), -1, dtype=np.int64)
