@@ -212,3 +212,46 @@ def test_zero_shot_labels_match_the_original_with_ties():
     torch.testing.assert_close(zero_shot_labels(scores, lbd), original_coin_zs_labels(scores, lbd))
     hidden = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
     assert COINZSPredictor.threshold(hidden).item() == pytest.approx(0.8)  # largest off-diagonal similarity
+
+
+def test_action_segmentation_model_classifies_every_window_position(vocab_dir):
+    """MMFusionSeparateActionSegmentation with MMBertForTokenClassification (model.num_labels classes): logits per
+    window position, a loss that ignores padding, and the classifier filled in when a VideoCLIP checkpoint (which
+    lacks it) is restored through the fairseq adapter."""
+    from omegaconf import OmegaConf
+    from transformers import BertConfig
+
+    from tempclr.losses import CrossEntropy
+    from tempclr.models import MMFusionSeparate, MMFusionSeparateActionSegmentation
+    from tempclr.models.fairseqmmmodel import FairseqMMModel
+
+    config = OmegaConf.create({
+        "dataset": {"bert_name": vocab_dir, "max_video_len": 32},
+        "model": {"model_cls": "MMFusionSeparateActionSegmentation", "video_encoder_cls": "MMBertForTokenClassification",
+                  "text_encoder_cls": "BertModel", "num_hidden_video_layers": 1, "num_labels": 7}})
+    bert = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
+    torch.manual_seed(0)
+    model = MMFusionSeparateActionSegmentation(config, bert_config=bert)
+    vmasks = torch.zeros(1, 3, 32, dtype=torch.bool)
+    vmasks[0, 0, :32], vmasks[0, 1, :20], vmasks[0, 2, :4] = True, True, True
+    batch = {"caps": torch.tensor([[2, 3, 0, 3]]).repeat(3, 1)[None], "cmasks": torch.tensor(
+        [[False, True, False, True]]).repeat(3, 1)[None], "vfeats": torch.randn(1, 3, 32, 512), "vmasks": vmasks}
+    logits = model(**batch)["logits"]
+    assert logits.shape == (3, 32, 7)
+    targets = torch.randint(0, 7, (1, 3, 32)).masked_fill(~vmasks, -100)
+    loss = CrossEntropy()(logits=logits, targets=targets)
+    expected = torch.nn.functional.cross_entropy(logits[vmasks[0]], targets[0][vmasks[0]])
+    torch.testing.assert_close(loss, expected)
+    loss.backward()
+    assert model.video_encoder.classifier.weight.grad.abs().sum() > 0
+
+    pretrained = {f"mmmodel.{k}": v for k, v in MMFusionSeparate(
+        OmegaConf.merge(config, {"model": {"video_encoder_cls": "MMBertForEncoder"}}), bert_config=bert
+    ).state_dict().items()}
+    wrapper = FairseqMMModel(model)
+    wrapper.load_state_dict(dict(pretrained), strict=True)  # fairseq's restore path: upgrade_state_dict, strict
+    torch.testing.assert_close(wrapper.mmmodel.video_encoder.bert.embeddings.word_embeddings.weight,
+                               pretrained["mmmodel.video_encoder.bert.embeddings.word_embeddings.weight"])
+    partial = dict(pretrained, **{"mmmodel.video_encoder.classifier.weight": torch.zeros(7, 16)})
+    with pytest.raises(RuntimeError, match="classifier.bias"):  # half a head is not filled in
+        wrapper.load_state_dict(partial, strict=True)

@@ -133,8 +133,9 @@ class MMBertForEncoder(BertPreTrainedModel):
 
 
 class MMBertForTokenClassification(MMBertForEncoder):
-    """:class:`MMBertForEncoder` plus a per-token classifier (dropout then ``Linear(H, num_classes)``), the video
-    encoder of COIN action segmentation fine-tuning.
+    """:class:`MMBertForEncoder` plus a per-token classifier ``Linear(H, num_classes)`` over the last hidden states
+    (a ``dropout`` module is declared, and not applied, as in the original): the video encoder of COIN action
+    segmentation fine-tuning.
 
     ``num_classes`` is ``config.token_classes`` when the config has it (``model.num_labels`` of the run config),
     else :data:`COIN_NUM_LABELS` (779), the original's fixed width.  Keys: those of :class:`MMBertForEncoder` plus
