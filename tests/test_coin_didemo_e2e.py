@@ -186,3 +186,24 @@ eval:
     assert run.returncode == 0, log[-3000:]
     assert re.search(r"^frame accuracy: [0-9.]+$", log, re.M) and "predicted background share" in log, log[-3000:]
     assert "COIN has no validation subset, so fine-tuning selected it on the testing subset" in log
+
+
+def test_demo_sets_are_deterministic_and_never_replace_other_folders(tmp_path):
+    from tempclr.demo.coin import write_coin_set
+    from tempclr.demo.didemo import write_didemo_set
+    from tempclr.demo.world import World
+
+    world = World(0)
+    first = write_coin_set(world, str(tmp_path / "a" / "coin"), train_per_task=1, test_per_task=1)
+    write_coin_set(world, str(tmp_path / "b" / "coin"), train_per_task=1, test_per_task=1)
+    assert (tmp_path / "a" / "coin" / "COIN.json").read_bytes() == (tmp_path / "b" / "coin" / "COIN.json").read_bytes()
+    assert not (tmp_path / "a" / "coin" / "features" / f"{first['missing_video']}.npy").exists()
+    write_didemo_set(world, str(tmp_path / "a" / "didemo"), videos_per_task=1)
+    write_didemo_set(world, str(tmp_path / "a" / "didemo"), videos_per_task=1)  # a demo set is replaced
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    for write in (write_coin_set, write_didemo_set):
+        with pytest.raises(FileExistsError, match="is not a demo"):
+            write(world, str(foreign))
+    assert (foreign / "notes.txt").read_text() == "keep me"
