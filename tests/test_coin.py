@@ -138,18 +138,20 @@ def test_aligner_matches_the_original_loops(tmp_path, vocab_dir, video_len, stri
     assert item["caps"].shape == (len(expected), 4) and item["cmasks"].tolist()[0] == [False, True, False, True]
 
 
-def plain_metrics(outputs, targets):
-    errors = foreground = foreground_errors = predicted_bg = true_bg = 0
-    for predicted, true in zip(outputs, targets):
+def plain_metrics(outputs, targets, steps):
+    errors = foreground = foreground_errors = predicted_bg = true_bg = step_right = 0
+    for predicted, true, step in zip(outputs, targets, steps):
         errors += predicted != true
         if true != 0:
             foreground += 1
             foreground_errors += predicted != true
+            step_right += step == true
         predicted_bg += predicted == 0
         true_bg += true == 0
     n = len(targets)
     return {"frame_acc": 1 - errors / n, "frame_acc_no_bg": 1 - foreground_errors / foreground if foreground else None,
-            "pred_bg_share": predicted_bg / n, "true_bg_share": true_bg / n}
+            "pred_bg_share": predicted_bg / n, "true_bg_share": true_bg / n,
+            "step_acc": step_right / foreground if foreground else None}
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -158,9 +160,10 @@ def test_metric_against_a_plain_count_and_the_original(seed):
     n = int(rng.integers(1, 500))
     targets = rng.integers(0, 4, n) * (rng.random(n) < 0.6)
     outputs = np.where(rng.random(n) < 0.5, targets, rng.integers(0, 4, n))
+    steps = np.where(rng.random(n) < 0.5, np.maximum(targets, 1), rng.integers(1, 4, n))
     metric = COINActionSegmentationMetric({})
-    got = metric.compute_metrics(outputs=outputs, targets=targets)
-    want = plain_metrics(outputs.tolist(), targets.tolist())
+    got = metric.compute_metrics(outputs=outputs, targets=targets, step_outputs=steps)
+    want = plain_metrics(outputs.tolist(), targets.tolist(), steps.tolist())
     assert got.keys() == want.keys()
     for key, value in want.items():
         assert got[key] == pytest.approx(value) if value is not None else got[key] is None
@@ -172,7 +175,8 @@ def test_metric_all_background_and_bad_inputs(capsys):
     metric = COINActionSegmentationMetric({})
     targets = np.array([0, 0, 3, 3, 0, 5])
     result = metric.compute_metrics(outputs=np.zeros(6, dtype=np.int64), targets=targets)
-    assert result == {"frame_acc": 0.5, "frame_acc_no_bg": 0.0, "pred_bg_share": 1.0, "true_bg_share": 0.5}
+    assert result == {"frame_acc": 0.5, "frame_acc_no_bg": 0.0, "pred_bg_share": 1.0, "true_bg_share": 0.5,
+                      "step_acc": None}
     metric.print_computed_metrics(result)
     out = capsys.readouterr().out
     assert "frame accuracy: 0.5" in out and "WARNING: every second was predicted as background" in out
@@ -185,6 +189,8 @@ def test_metric_all_background_and_bad_inputs(capsys):
         metric.compute_metrics(outputs=[1, 1], targets=[1, 1, 0])
     with pytest.raises(ValueError, match="negative label"):
         metric.compute_metrics(outputs=[1, -100], targets=[1, 1])
+    with pytest.raises(ValueError, match="step_outputs has 1 seconds but targets 2"):
+        metric.compute_metrics(outputs=[1, 1], targets=[1, 1], step_outputs=[1])
 
 
 @pytest.mark.parametrize("video_len, stride, size", [(60, 16, 32), (100, 8, 32), (20, 16, 32), (33, 8, 16)])

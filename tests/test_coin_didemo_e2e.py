@@ -82,6 +82,8 @@ def test_coin_zero_shot_config_end_to_end(tmp_path, small_demo, bench_sets, monk
     accuracy = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("frame accuracy:")]
     assert len(accuracy) == 1 and 0.0 <= accuracy[0] <= 1.0
     assert "frame accuracy without background:" in out and "predicted background share:" in out
+    assert re.search(r"^step accuracy over the annotated seconds \(best step, background not allowed\): [0-9.]+$",
+                     out, re.M)
     from tempclr.utils.safe_pickle import load_pickle
 
     saved = load_pickle(str(tmp_path / "ckpt" / "eval" / "merged.pkl"))

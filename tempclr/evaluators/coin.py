@@ -34,7 +34,7 @@ from .predictor_base import Predictor, model_device_dtype
 
 __all__ = ["COINActionSegmentationMetric", "COINPredictor", "COINZSPredictor", "frame_labels", "zero_shot_labels"]
 
-COIN_METRIC_NAMES = ("frame_acc", "frame_acc_no_bg", "pred_bg_share", "true_bg_share")
+COIN_METRIC_NAMES = ("frame_acc", "frame_acc_no_bg", "pred_bg_share", "true_bg_share", "step_acc")
 
 
 def frame_labels(values: Any, name: str) -> np.ndarray:
@@ -68,14 +68,18 @@ class COINActionSegmentationMetric(Metric):
     """Frame accuracy over every second of every test video (the original's, ``1 - errors / seconds``), plus:
 
     * ``frame_acc_no_bg``: the same over the seconds whose true label is a step (None when there is none);
-    * ``pred_bg_share`` / ``true_bg_share``: the share of seconds predicted / annotated as background (0).
+    * ``pred_bg_share`` / ``true_bg_share``: the share of seconds predicted / annotated as background (0);
+    * ``step_acc`` (when the predictor gives ``step_outputs``, each second's best step with background not
+      allowed): the accuracy of those over the annotated seconds, what the model knows of the steps whatever the
+      background rule (None without ``step_outputs`` or annotated seconds).
     """
 
     def __init__(self, config: Any, metric_name: Sequence[str] = COIN_METRIC_NAMES):
         super().__init__(config, metric_name)
 
-    def compute_metrics(self, outputs: Any, targets: Any, **kwargs: Any) -> dict:
-        """``outputs`` (predicted) and ``targets`` (true) ``[N]`` labels of the N seconds, in the same order."""
+    def compute_metrics(self, outputs: Any, targets: Any, step_outputs: Any = None, **kwargs: Any) -> dict:
+        """``outputs`` (predicted) and ``targets`` (true) ``[N]`` labels of the N seconds, in the same order;
+        ``step_outputs [N]`` optionally each second's best step (1..K)."""
         predicted = frame_labels(outputs, "outputs")
         true = frame_labels(targets, "targets")
         if predicted.shape != true.shape:
@@ -87,11 +91,20 @@ class COINActionSegmentationMetric(Metric):
         n_errors = int(np.count_nonzero(errors))
         n_foreground = n - int(np.count_nonzero(background))
         foreground_errors = n_errors - int(np.count_nonzero(errors & background))
+        step_acc = None
+        if step_outputs is not None:
+            steps = frame_labels(step_outputs, "step_outputs")
+            if steps.shape != true.shape:
+                raise ValueError(f"COINActionSegmentationMetric: step_outputs has {steps.size} seconds but targets "
+                                 f"{true.size}")
+            if n_foreground:
+                step_acc = float(np.count_nonzero((steps == true) & ~background)) / n_foreground
         return {
             "frame_acc": 1.0 - float(n_errors) / n,
             "frame_acc_no_bg": (1.0 - float(foreground_errors) / n_foreground) if n_foreground else None,
             "pred_bg_share": float(n - np.count_nonzero(predicted)) / n,
             "true_bg_share": float(n - n_foreground) / n,
+            "step_acc": step_acc,
         }
 
     def print_computed_metrics(self, metrics: Mapping[str, Any]) -> None:
@@ -100,6 +113,9 @@ class COINActionSegmentationMetric(Metric):
         print("frame accuracy without background:", "n/a (no annotated step)" if no_bg is None else no_bg)
         print("predicted background share: {:.4f} - ground-truth background share: {:.4f}".format(
             metrics["pred_bg_share"], metrics["true_bg_share"]))
+        if metrics.get("step_acc") is not None:
+            print("step accuracy over the annotated seconds (best step, background not allowed):",
+                  metrics["step_acc"])
         if metrics["pred_bg_share"] == 1.0:
             print("WARNING: every second was predicted as background (label 0), so the frame accuracy is the "
                   "ground truth's background share and says nothing about the steps (see frame accuracy "
@@ -135,6 +151,7 @@ class _COINBase(Predictor):
             raise ValueError(f"{type(self).__name__} needs the config's 'dataset' section")
         self.max_video_len = int(setting(config, "dataset.max_video_len"))
         self.sliding_window, self.sliding_window_size = coin_window_config(dataset)
+        self.step_preds: List[torch.Tensor] = []  # each video's best step per second (background not allowed)
 
     @staticmethod
     def _one_video(sample: Dict[str, Any]) -> Dict[str, Any]:
@@ -152,8 +169,9 @@ class _COINBase(Predictor):
 
     def finalize(self, Y_pred: List[torch.Tensor], Y_true: List[torch.Tensor],
                  output_file: Optional[str] = None) -> Dict[str, Any]:
-        """``{"outputs": Y_pred [N] int64, "targets": Y_true [N] int64}`` (the seconds of every video, in loader
-        order); with ``output_file`` also pickled as ``{"Y_pred", "Y_true"}`` under ``eval.save_path``."""
+        """``{"outputs": Y_pred [N] int64, "targets": Y_true [N] int64, "step_outputs": [N] int64}`` (the seconds of
+        every video, in loader order; ``step_outputs`` each second's best step, collected by :meth:`__call__`);
+        with ``output_file`` ``{"Y_pred", "Y_true"}`` is also pickled under ``eval.save_path``."""
         if not Y_pred:
             raise ValueError(f"{type(self).__name__}: the evaluation loader gave no video")
         y_pred = torch.cat(Y_pred).numpy().astype(np.int64)
@@ -164,7 +182,14 @@ class _COINBase(Predictor):
         print("sample error", y_pred[errors][:10], y_true[errors][:10])
         if output_file is not None:
             self.save_predictions(output_file, {"Y_pred": y_pred, "Y_true": y_true})
-        return {"outputs": y_pred, "targets": y_true}
+        result = {"outputs": y_pred, "targets": y_true}
+        steps, self.step_preds = self.step_preds, []
+        if steps:
+            result["step_outputs"] = torch.cat(steps).numpy().astype(np.int64)
+            if len(result["step_outputs"]) != len(y_true):
+                raise ValueError(f"{type(self).__name__}: {len(result['step_outputs'])} best-step seconds but "
+                                 f"{len(y_true)} true ones (was __call__ used outside predict_loop?)")
+        return result
 
 
 @register("predictor")
@@ -187,6 +212,7 @@ class COINPredictor(_COINBase):
         note = self.selection_note()
         if note is not None:
             print(note, flush=True)
+        self.step_preds = []
         model.eval()
         device, dtype = model_device_dtype(model)
         Y_pred: List[torch.Tensor] = []
@@ -206,6 +232,7 @@ class COINPredictor(_COINBase):
                              f"{scores.size(1)} classes; set model.num_labels to the number of steps + 1")
         Y_pred.append(scores.argmax(dim=1))
         Y_true.append(true)
+        self.step_preds.append(scores[:, 1:].argmax(dim=1) + 1)
 
 
 @register("predictor")
@@ -215,6 +242,7 @@ class COINZSPredictor(_COINBase):
 
     @torch.no_grad()
     def predict_loop(self, model, eval_dataloader, output_file: Optional[str] = "result") -> Dict[str, Any]:
+        self.step_preds = []
         model.eval()
         device, dtype = model_device_dtype(model)
         meta = getattr(getattr(eval_dataloader, "dataset", None), "meta_processor", None)
@@ -254,5 +282,7 @@ class COINZSPredictor(_COINBase):
         hidden = model.forward_video(vfeats, vmasks, sample["caps"][0], sample["cmasks"][0],
                                      output_hidden_states=True)
         logits = hidden[:, 1:vmasks.size(1) + 1].float().cpu() @ label_hidden_states.t()
-        Y_pred.append(zero_shot_labels(self._video_scores(sample, logits), lbd))
+        scores = self._video_scores(sample, logits)
+        Y_pred.append(zero_shot_labels(scores, lbd))
         Y_true.append(sample["video_targets"].reshape(-1).cpu())
+        self.step_preds.append(scores.argmax(dim=1) + 1)
