@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from tempclr.evaluators.didemo import MOMENTS, DiDeMoMetric, moment_scores, ranked_moments
-from tempclr.processors.didemo import DiDeMoAligner, DiDeMoMetaProcessor, DiDeMoTextProcessor
+from tempclr.processors.didemo import DiDeMoAligner, DiDeMoMetaProcessor, DiDeMoTextProcessor, annotated_moments
 from tempclr.testing.original import DIDEMO_SEGMENTS, original_didemo_eval, original_didemo_rankings
 
 RECORDS = [
@@ -44,6 +44,8 @@ def test_processors_read_the_records_and_drop_missing_videos(tmp_path, vocab_dir
     assert meta.data == [("a@N01_1.mov", "crack the eggs"), ("b.mp4", "whisk the batter"),
                          ("a@N01_1.mov", "add flour")]
     assert [r["annotation_id"] for r in meta.records] == [0, 1, 3]
+    assert meta.annotations["present"].tolist() == [[True] * 4, [True] * 3 + [False], [True] + [False] * 3]
+    assert [MOMENTS[m] for m in meta.annotations["index"][1, :3]] == [(2, 5), (3, 5), (2, 4)]
     assert "1 description(s) of 1 video(s) dropped: no feature file" in out and "missing.mp4" in out
     text = DiDeMoTextProcessor(config(path, vfeat_dir, vocab_dir))("crack the eggs")
     item = DiDeMoAligner(config(path, vfeat_dir, vocab_dir))("b.mp4", np.ones((22, 8), np.float32), text)
@@ -137,6 +139,9 @@ def test_metric_against_plain_loops_with_ties_and_unscorable_moments(seed):
     metric = DiDeMoMetric({})
     got = metric.compute_metrics(outputs=ranked_moments(scores), targets=targets, scores=scores)
     want = plain_metric(scores, targets)
+    index, present = annotated_moments(targets)  # what DiDeMoMetaProcessor.annotations holds
+    assert metric.compute_metrics(outputs=ranked_moments(scores), targets=targets, scores=scores,
+                                  annotations={"index": index, "present": present}) == got
     for key in want:
         assert got[key] == pytest.approx(want[key], abs=1e-12), key
     assert got["unscorable_annotations"] == sum(np.isneginf(scores[i, MOMENTS.index(tuple(t))])
@@ -182,6 +187,13 @@ def test_metric_bad_inputs():
         with pytest.raises(ValueError, match=r"target 0 has moment \[(1.5|nan), 2\]"):
             metric.compute_metrics(outputs=ranked_moments(scores), targets=[{"times": [bad]}] + targets[1:],
                                    scores=scores)
+    index, present = annotated_moments(targets)
+    with pytest.raises(ValueError, match="annotations must be index/present"):
+        metric.compute_metrics(outputs=ranked_moments(scores), targets=targets, scores=scores,
+                               annotations={"index": index[:2], "present": present[:2]})
+    with pytest.raises(ValueError, match="annotations must be index/present"):
+        metric.compute_metrics(outputs=ranked_moments(scores), targets=targets, scores=scores,
+                               annotations={"index": index + 21, "present": present})
     with pytest.raises(ValueError, match="no description to evaluate"):
         metric.compute_metrics(outputs=[], targets=[])
     with pytest.raises(ValueError, match="not a valid value"):

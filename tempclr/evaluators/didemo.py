@@ -26,36 +26,20 @@ features left out of the ranking, annotations outside the ranking skipped, ranks
 """
 from __future__ import annotations
 
-import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
 import torch
 
-from tempclr.processors.didemo import CHUNK_SECONDS, N_CHUNKS
+from tempclr.processors.didemo import (CHUNK_SECONDS, MOMENTS, N_MOMENTS, annotated_moments,  # noqa: F401
+                                       moment_index)
 from tempclr.utils.registry import register
 
 from .metric_base import Metric, metric_compat
 from .predictor_base import Predictor, model_device_dtype
 
 __all__ = ["MOMENTS", "DiDeMoPredictor", "DiDeMoMetric", "moment_scores", "moment_index"]
-
-MOMENTS: Tuple[Tuple[int, int], ...] = tuple([(i, i) for i in range(N_CHUNKS)]
-                                             + list(itertools.combinations(range(N_CHUNKS), 2)))
-N_MOMENTS = len(MOMENTS)
-_INDEX = {moment: i for i, moment in enumerate(MOMENTS)}
-
-
-def moment_index(moment: Sequence[int]) -> int:
-    """The position of ``(start_chunk, end_chunk)`` in :data:`MOMENTS`."""
-    if len(moment) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in moment):
-        raise ValueError(f"DiDeMo moment {moment!r} is not [start_chunk, end_chunk] (two integers)")
-    key = (int(moment[0]), int(moment[1]))
-    if key not in _INDEX:
-        raise ValueError(f"DiDeMo moment {tuple(moment)!r} is not one of the 21 candidates (0 <= start <= end <= 5)")
-    return _INDEX[key]
-
 
 def _moment_positions(length: int) -> torch.Tensor:
     """bool ``[21, length]``: which of the ``length`` video positions each moment covers."""
@@ -108,11 +92,13 @@ class DiDeMoPredictor(Predictor):
         self.compat = metric_compat(config)
         self.possible_segments = list(MOMENTS)
         self.full_scores: List[torch.Tensor] = []
+        self.annotations: Optional[Dict[str, np.ndarray]] = None
 
     @torch.no_grad()
     def predict_loop(self, model, eval_dataloader, output_file: Optional[str] = "didemo") -> Dict[str, Any]:
         meta = getattr(getattr(eval_dataloader, "dataset", None), "meta_processor", None)
         self.test_data = getattr(meta, "records", None)
+        self.annotations = getattr(meta, "annotations", None)
         if self.test_data is None:
             raise ValueError("DiDeMoPredictor needs a loader over DiDeMoMetaProcessor (its records are the targets)")
         self.full_scores = []
@@ -141,6 +127,8 @@ class DiDeMoPredictor(Predictor):
         if len(scores) != len(self.test_data):
             raise ValueError(f"DiDeMoPredictor: {len(scores)} scored descriptions but {len(self.test_data)} records")
         result = {"outputs": ranked_moments(scores), "targets": list(self.test_data), "scores": scores}
+        if self.annotations is not None:
+            result["annotations"] = self.annotations
         if output_file is not None:
             self.save_predictions(output_file, result)
         return result
@@ -149,52 +137,6 @@ class DiDeMoPredictor(Predictor):
         """The batches' ``[B, 21]`` scores as one ``[N, 21]`` float32 array; resets ``full_scores``."""
         self.full_scores = []
         return torch.cat(scores).numpy()
-
-
-_TABLE = np.full((N_CHUNKS, N_CHUNKS), -1, dtype=np.int64)
-for _i, (_s, _e) in enumerate(MOMENTS):
-    _TABLE[_s, _e] = _i
-
-
-def _annotated(targets: Sequence[Mapping[str, Any]]) -> Tuple[np.ndarray, np.ndarray]:
-    """``(moment index [N, A] int64, present [N, A] bool)`` of every record's ``times`` (padded to the largest
-    count A); a record without ``times`` or with a moment that is not a candidate is an error naming it."""
-    try:
-        times = [record["times"] for record in targets]
-        counts = np.fromiter(map(len, times), dtype=np.int64, count=len(times))
-        values = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(times)), dtype=np.float64)
-    except (KeyError, TypeError, ValueError):
-        values, counts = None, None
-    if (values is None or counts.min() == 0 or values.size != 2 * counts.sum()
-            or not (values == np.floor(values)).all()):  # NaN and fractions fail the last test
-        _explain_bad_times(targets)
-    pairs = values.astype(np.int64).reshape(-1, 2)
-    inside = (pairs >= 0).all(axis=1) & (pairs < N_CHUNKS).all(axis=1)
-    moments = np.where(inside, _TABLE[np.clip(pairs[:, 0], 0, N_CHUNKS - 1), np.clip(pairs[:, 1], 0, N_CHUNKS - 1)],
-                       -1)
-    if (moments < 0).any():
-        _explain_bad_times(targets)
-    width = int(counts.max())
-    present = np.arange(width)[None, :] < counts[:, None]
-    index = np.zeros(present.shape, dtype=np.int64)
-    index[present] = moments
-    return index, present
-
-
-def _explain_bad_times(targets: Sequence[Mapping[str, Any]]) -> None:
-    """Raise the error naming the first record whose ``times`` is missing, empty or holds a non-candidate."""
-    for row, record in enumerate(targets):
-        times = record.get("times") if isinstance(record, Mapping) else None
-        if not isinstance(times, (list, tuple)) or len(times) == 0:
-            raise ValueError(f"DiDeMoMetric: target {row} has no annotated moment ('times'); Rank and IoU are "
-                             "undefined for it")
-        for time in times:
-            try:
-                moment_index(time)
-            except (ValueError, TypeError, IndexError, KeyError):
-                raise ValueError(f"DiDeMoMetric: target {row} has moment {time!r}; moments are [start, end] with "
-                                 "0 <= start <= end <= 5") from None
-    raise ValueError("DiDeMoMetric: the targets' 'times' are malformed")
 
 
 def _best_mean(values: np.ndarray, present: np.ndarray, smallest: bool) -> np.ndarray:
@@ -247,16 +189,19 @@ class DiDeMoMetric(Metric):
         self.compat = metric_compat(config)
 
     def compute_metrics(self, outputs: Sequence[Sequence[Sequence[int]]], targets: Sequence[Mapping[str, Any]],
-                        scores: Optional[np.ndarray] = None, **kwargs: Any) -> dict:
+                        scores: Optional[np.ndarray] = None, annotations: Optional[Mapping[str, Any]] = None,
+                        **kwargs: Any) -> dict:
         """``outputs``: per description its moments best first (the original's format); ``targets``: the records
         (``times``); ``scores [N, 21]`` (:class:`DiDeMoPredictor`): the moment scores, ``-inf`` for a moment
         without features.  The corrected metric ranks from ``scores`` when given (ties against the annotation),
-        else from the order of ``outputs`` (a moment missing from it ranks 21)."""
+        else from the order of ``outputs`` (a moment missing from it ranks 21).  ``annotations``
+        (``{"index": [N, A], "present": [N, A]}``, what ``DiDeMoMetaProcessor.annotations`` parsed from the same
+        records) spares reading the targets' ``times`` again."""
         if len(outputs) != len(targets):
             raise ValueError(f"DiDeMoMetric: {len(outputs)} predictions but {len(targets)} targets")
         if len(targets) == 0:
             raise ValueError("DiDeMoMetric: no description to evaluate")
-        index, present = _annotated(targets)
+        index, present = self._annotations(targets, annotations)
         rows = np.arange(len(targets))[:, None]
         if self.compat == "original":
             return self._original(outputs, index, present, scores)
@@ -283,6 +228,18 @@ class DiDeMoMetric(Metric):
         average_iou = _best_mean(_iou(top, index), present, smallest=False)
         return {"rank1": float(np.mean(average_ranks <= 1)), "rank5": float(np.mean(average_ranks <= 5)),
                 "miou": float(np.mean(average_iou)), "unscorable_annotations": float(self.unscorable)}
+
+    @staticmethod
+    def _annotations(targets: Sequence[Mapping[str, Any]], annotations: Optional[Mapping[str, Any]]):
+        if annotations is None:
+            return annotated_moments(targets)
+        index, present = np.asarray(annotations["index"]), np.asarray(annotations["present"])
+        if (index.ndim != 2 or index.shape != present.shape or len(index) != len(targets) or present.dtype != bool
+                or not np.issubdtype(index.dtype, np.integer) or not present.any(axis=1).all()
+                or ((index < 0) | (index >= N_MOMENTS))[present].any()):
+            raise ValueError(f"DiDeMoMetric: annotations must be index/present [{len(targets)}, A] arrays of moment "
+                             "indices, at least one per target (DiDeMoMetaProcessor.annotations)")
+        return index, present
 
     @staticmethod
     def _positions(outputs: Sequence[Sequence[Sequence[int]]]) -> np.ndarray:

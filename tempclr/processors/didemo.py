@@ -14,8 +14,10 @@ Features: one S3D ``<video>.npy`` per video in ``vfeat_dir``.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
+from collections.abc import Mapping
 from typing import Any, Dict, List, Sequence, Tuple
 
 import numpy as np
@@ -27,7 +29,7 @@ from tempclr.utils.registry import register
 from .processor import Aligner, MetaProcessor, TextProcessor, require_file
 
 __all__ = ["DiDeMoMetaProcessor", "DiDeMoTextProcessor", "DiDeMoAligner", "read_didemo_records", "N_CHUNKS",
-           "CHUNK_SECONDS"]
+           "CHUNK_SECONDS", "MOMENTS", "N_MOMENTS", "moment_index", "annotated_moments"]
 
 DIDEMO_HOW = ("test_data.json is DiDeMo's test annotation file (github.com/LisaAnne/LocalizingMoments, data/) and "
               "vfeat_dir holds one S3D <video>.npy per video; for the demo run "
@@ -35,6 +37,67 @@ DIDEMO_HOW = ("test_data.json is DiDeMo's test annotation file (github.com/LisaA
 N_CHUNKS = 6
 CHUNK_SECONDS = 5
 SHOWN = 5
+
+MOMENTS: Tuple[Tuple[int, int], ...] = tuple([(i, i) for i in range(N_CHUNKS)]
+                                             + list(itertools.combinations(range(N_CHUNKS), 2)))
+N_MOMENTS = len(MOMENTS)
+_INDEX = {moment: i for i, moment in enumerate(MOMENTS)}
+
+
+def moment_index(moment: Sequence[int]) -> int:
+    """The position of ``(start_chunk, end_chunk)`` in :data:`MOMENTS`."""
+    if len(moment) != 2 or not all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in moment):
+        raise ValueError(f"DiDeMo moment {moment!r} is not [start_chunk, end_chunk] (two integers)")
+    key = (int(moment[0]), int(moment[1]))
+    if key not in _INDEX:
+        raise ValueError(f"DiDeMo moment {tuple(moment)!r} is not one of the 21 candidates (0 <= start <= end <= 5)")
+    return _INDEX[key]
+
+
+_TABLE = np.full((N_CHUNKS, N_CHUNKS), -1, dtype=np.int64)
+for _i, (_s, _e) in enumerate(MOMENTS):
+    _TABLE[_s, _e] = _i
+
+
+def annotated_moments(targets: Sequence[Mapping[str, Any]]) -> Tuple[np.ndarray, np.ndarray]:
+    """``(moment index [N, A] int64, present [N, A] bool)`` of every record's ``times`` (padded to the largest
+    count A); a record without ``times`` or with a moment that is not a candidate is an error naming it."""
+    try:
+        times = [record["times"] for record in targets]
+        counts = np.fromiter(map(len, times), dtype=np.int64, count=len(times))
+        values = np.fromiter(itertools.chain.from_iterable(itertools.chain.from_iterable(times)), dtype=np.float64)
+    except (KeyError, TypeError, ValueError):
+        values, counts = None, None
+    if (values is None or counts.min() == 0 or values.size != 2 * counts.sum()
+            or not (values == np.floor(values)).all()):  # NaN and fractions fail the last test
+        _explain_bad_times(targets)
+    pairs = values.astype(np.int64).reshape(-1, 2)
+    inside = (pairs >= 0).all(axis=1) & (pairs < N_CHUNKS).all(axis=1)
+    moments = np.where(inside, _TABLE[np.clip(pairs[:, 0], 0, N_CHUNKS - 1), np.clip(pairs[:, 1], 0, N_CHUNKS - 1)],
+                       -1)
+    if (moments < 0).any():
+        _explain_bad_times(targets)
+    width = int(counts.max())
+    present = np.arange(width)[None, :] < counts[:, None]
+    index = np.zeros(present.shape, dtype=np.int64)
+    index[present] = moments
+    return index, present
+
+
+def _explain_bad_times(targets: Sequence[Mapping[str, Any]]) -> None:
+    """Raise the error naming the first record whose ``times`` is missing, empty or holds a non-candidate."""
+    for row, record in enumerate(targets):
+        times = record.get("times") if isinstance(record, Mapping) else None
+        if not isinstance(times, (list, tuple)) or len(times) == 0:
+            raise ValueError(f"DiDeMo: target {row} has no annotated moment ('times'); Rank and IoU are "
+                             "undefined for it")
+        for time in times:
+            try:
+                moment_index(time)
+            except (ValueError, TypeError, IndexError, KeyError):
+                raise ValueError(f"DiDeMo: target {row} has moment {time!r}; moments are [start, end] with "
+                                 "0 <= start <= end <= 5") from None
+    raise ValueError("DiDeMo: the targets' 'times' are malformed")
 
 
 def _times(times: Any, where: str) -> List[List[int]]:
@@ -106,6 +169,9 @@ class DiDeMoMetaProcessor(MetaProcessor):
         if not self.records:
             raise ValueError(f"DiDeMo: no video of {path} has features in {vfeat_dir}; {DIDEMO_HOW}")
         self.data: List[Tuple[str, str]] = [(r["video"], r["description"]) for r in self.records]
+        index, present = annotated_moments(self.records)
+        # the records' annotated moments as arrays, parsed once here for the metric
+        self.annotations: Dict[str, np.ndarray] = {"index": index, "present": present}
 
 
 @register("text_processor")
