@@ -233,7 +233,8 @@ def test_action_segmentation_model_classifies_every_window_position(vocab_dir):
 
     config = OmegaConf.create({
         "dataset": {"bert_name": vocab_dir, "max_video_len": 32},
-        "model": {"model_cls": "MMFusionSeparateActionSegmentation", "video_encoder_cls": "MMBertForTokenClassification",
+        "model": {"model_cls": "MMFusionSeparateActionSegmentation",
+                  "video_encoder_cls": "MMBertForTokenClassification",
                   "text_encoder_cls": "BertModel", "num_hidden_video_layers": 1, "num_labels": 7}})
     bert = BertConfig(vocab_size=30, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32)
     torch.manual_seed(0)

@@ -54,7 +54,8 @@ __all__ = ["CrossTaskMetaProcessor", "CrossTaskVideoProcessor", "CrossTaskTextPr
            "YoucookFullVideoBGProcessor", "YoucookFullVideoBGTextProcessor", "YoucookFullVideoBGAligner",
            "YoucookRecord", "read_youcook_records",
            "COINActionSegmentationMetaProcessor", "COINActionSegmentationTextProcessor",
-           "COINActionSegmentationAligner", "MetaTextBinarizer", "DiDeMoMetaProcessor", "DiDeMoTextProcessor", "DiDeMoAligner"]
+           "COINActionSegmentationAligner", "MetaTextBinarizer", "DiDeMoMetaProcessor", "DiDeMoTextProcessor",
+           "DiDeMoAligner"]
 
 # (task id, video id, step descriptions, K)
 CrossTaskItem = Tuple[str, str, List[str], int]
