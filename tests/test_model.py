@@ -304,7 +304,7 @@ def test_bad_config_errors(bert_dir, tokenizer):
         MMFusionSeparate(bad, bert_config=tiny_bert_config())
     with pytest.raises(ValueError, match=r"^model.model_cls: MMFusionJoint names no model; valid: "
                                          r"MMFusionSeparate, MMFusionSeparateActionLocalization, "
-                                         r"MMFusionSeparateFullVideoBGRetrieval$"):
+                                         r"MMFusionSeparateActionSegmentation, MMFusionSeparateFullVideoBGRetrieval$"):
         lookup("model", "MMFusionJoint")
     model = MMFusionSeparate(run_config("unused"), bert_config=tiny_bert_config(), tokenizer=tokenizer)
     caps, cmasks, vfeats, vmasks = make_batch()

@@ -13,8 +13,12 @@ from test_model import CAPS_LEN, make_batch, run_config, tiny_bert_config
 from test_model import bert_dir  # noqa: F401  (the tiny BERT folder fixture)
 from transformers import AutoTokenizer
 
-from tempclr.evaluators import CrossTaskMetric, CrossTaskPredictor, Evaluator, Metric, Predictor, RetrievalMetric
-from tempclr.models import MMFusionSeparate, MMFusionSeparateActionLocalization
+from tempclr.evaluators import (COINActionSegmentationMetric, COINPredictor, COINZSPredictor, CrossTaskMetric,
+                                CrossTaskPredictor, DiDeMoMetric, DiDeMoPredictor, Evaluator, Metric, Predictor,
+                                RetrievalMetric)
+from tempclr.models import MMFusionSeparate, MMFusionSeparateActionLocalization, MMFusionSeparateActionSegmentation
+from tempclr.processors import (COINActionSegmentationAligner, COINActionSegmentationMetaProcessor,
+                                DiDeMoAligner, DiDeMoTextProcessor)
 from tempclr.tasks import AlignLocalTask, AlignRetriTask, RetriTask, Task, VideoRetriTask
 
 # (class, method) -> the original's parameters after self, in order; we may add keyword parameters at the end
@@ -58,6 +62,27 @@ ORIGINAL = {
     (MMFusionSeparate, "forward_video"): ["vfeats", "vmasks", "caps", "cmasks", "output_hidden_states", "kwargs"],
     (MMFusionSeparate, "forward_text"): ["caps", "cmasks", "output_hidden_states", "kwargs"],
     (MMFusionSeparateActionLocalization, "forward"): ["caps", "cmasks", "vfeats", "vmasks", "kwargs"],
+    (MMFusionSeparateActionSegmentation, "forward"): ["caps", "cmasks", "vfeats", "vmasks", "attention_mask",
+                                                      "kwargs"],
+    (COINActionSegmentationMetric, "__init__"): ["config", "metric_name"],
+    (COINActionSegmentationMetric, "compute_metrics"): ["outputs", "targets"],
+    (COINPredictor, "predict_loop"): ["model", "eval_dataloader", "output_file"],
+    (COINPredictor, "__call__"): ["sample", "model", "Y_pred", "Y_true"],
+    (COINPredictor, "finalize"): ["Y_pred", "Y_true", "output_file"],
+    (COINZSPredictor, "predict_loop"): ["model", "eval_dataloader", "output_file"],
+    (COINZSPredictor, "__call__"): ["sample", "label_hidden_states", "model", "lbd", "Y_pred", "Y_true"],
+    (COINZSPredictor, "reshape_subsample"): ["sample"],
+    (COINZSPredictor, "flat_subsample"): ["tensor"],
+    (COINActionSegmentationMetaProcessor, "meta_text_labels"): ["config"],
+    (COINActionSegmentationAligner, "__call__"): ["video_id", "video_feature", "text_feature"],
+    (DiDeMoMetric, "__init__"): ["config", "metric_names"],
+    (DiDeMoMetric, "compute_metrics"): ["outputs", "targets", "kwargs"],
+    (DiDeMoPredictor, "predict_loop"): ["model", "eval_dataloader", "output_file"],
+    (DiDeMoPredictor, "__call__"): ["sample"],
+    (DiDeMoPredictor, "finalize"): ["output_file"],
+    (DiDeMoPredictor, "_aggregate_scores"): ["scores"],
+    (DiDeMoTextProcessor, "__call__"): ["text"],
+    (DiDeMoAligner, "__call__"): ["video_id", "video_feature", "text_feature"],
 }
 
 

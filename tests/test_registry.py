@@ -55,10 +55,12 @@ def test_every_class_name_in_every_config_resolves(path):
 def test_unknown_name_lists_the_valid_ones():
     with pytest.raises(ValueError) as error:
         lookup("aligner", "CrossTaskAlignr")
-    assert str(error.value) == ("dataset.aligner: CrossTaskAlignr names no aligner; valid: CrossTaskAligner, "
-                                "DSAligner, MSRVTTQAAligner, OverlappedAligner, VariedLenAligner, VideoRetriAligner, "
+    assert str(error.value) == ("dataset.aligner: CrossTaskAlignr names no aligner; valid: "
+                                "COINActionSegmentationAligner, CrossTaskAligner, DSAligner, DiDeMoAligner, "
+                                "MSRVTTQAAligner, OverlappedAligner, VariedLenAligner, VideoRetriAligner, "
                                 "VideoRetriOverlappedAligner, YoucookFullVideoBGAligner")
-    with pytest.raises(ValueError, match=r"^metric: CrossTaskPredictor names no metric; valid: CrossTaskMetric, "):
+    with pytest.raises(ValueError, match=r"^metric: CrossTaskPredictor names no metric; valid: "
+                                         r"COINActionSegmentationMetric, CrossTaskMetric, "):
         lookup("metric", "CrossTaskPredictor")  # a class of another kind is not a metric
     with pytest.raises(ValueError, match=r"^my.key: Aligner names no aligner"):
         lookup("aligner", "Aligner", key="my.key")  # base classes are not nameable
@@ -69,7 +71,7 @@ def test_unknown_name_lists_the_valid_ones():
 def test_kinds_hold_what_their_package_defines():
     assert set(registered("task")) == {"Task", "RetriTask", "VideoRetriTask", "AlignRetriTask", "AlignLocalTask"}
     assert set(registered("model")) == {"MMFusionSeparate", "MMFusionSeparateActionLocalization",
-                                        "MMFusionSeparateFullVideoBGRetrieval"}
+                                        "MMFusionSeparateFullVideoBGRetrieval", "MMFusionSeparateActionSegmentation"}
     assert set(registered("loss")) == {"BCE", "CrossEntropy", "MMContraLoss", "T2VContraLoss", "V2TContraLoss"}
     for kind, package in KIND_PACKAGES.items():
         for name, cls in registered(kind).items():

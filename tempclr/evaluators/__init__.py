@@ -5,3 +5,5 @@ from .predictor import Predictor
 from .crosstask_predictor import CrossTaskPredictor
 from .predictor import BGRetrievalPredictor, RetrievalPredictor
 from .qa import QAMetric, QAPredictor
+from .coin import COINActionSegmentationMetric, COINPredictor, COINZSPredictor
+from .didemo import DiDeMoMetric, DiDeMoPredictor

@@ -38,7 +38,7 @@ from tempclr.evaluators.retrieval_compat import tied_position_metrics
 from tempclr.utils.registry import register
 
 __all__ = ["Metric", "RetrievalMetric", "CrossTaskMetric", "pessimistic_ranks", "FullVideoRetrievalMetric",
-           "FullVideoBGRetrievalMetric", "metric_compat"]
+           "FullVideoBGRetrievalMetric", "metric_compat", "COINActionSegmentationMetric", "DiDeMoMetric", "QAMetric"]
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -348,6 +348,7 @@ class FullVideoBGRetrievalMetric(Metric):
         _print_full_video_metrics(metrics)
 
 
+# the MSR-VTT QA, COIN and DiDeMo metrics live in their own modules; MMPT's module path keeps naming them
+from tempclr.evaluators.coin import COINActionSegmentationMetric  # noqa: E402
+from tempclr.evaluators.didemo import DiDeMoMetric  # noqa: E402
 from tempclr.evaluators.qa import QAMetric  # noqa: E402
-
-__all__ += ["QAMetric"]  # re-exported under MMPT's module path

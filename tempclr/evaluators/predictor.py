@@ -19,6 +19,10 @@ from tempclr.utils.registry import register
 
 from .predictor_base import Predictor, model_device_dtype, move_to
 
+__all__ = ["Predictor", "move_to", "model_device_dtype", "parent_video_ids", "RetrievalPredictor",
+           "BGRetrievalPredictor", "COINPredictor", "COINZSPredictor", "DiDeMoPredictor",
+           "QAPredictor"]
+
 
 # --------------------------------------------------------------------------------------------------------------
 # retrieval
@@ -194,4 +198,7 @@ class BGRetrievalPredictor(RetrievalPredictor):
         return caps[0]
 
 
-from .qa import QAPredictor  # noqa: E402,F401  (re-exported under MMPT's module path)
+# the MSR-VTT QA, COIN and DiDeMo predictors live in their own modules; MMPT's module path keeps naming them
+from .coin import COINPredictor, COINZSPredictor  # noqa: E402
+from .didemo import DiDeMoPredictor  # noqa: E402
+from .qa import QAPredictor  # noqa: E402

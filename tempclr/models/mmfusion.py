@@ -25,12 +25,13 @@ from transformers import AutoConfig, AutoTokenizer, BertConfig, BertModel
 from ..utils.bert_name import load_pretrained
 from ..utils.config_schema import cfg_get, setting
 from ..utils.registry import register
-from .transformermodel import MMBertForEncoder
+from .transformermodel import MMBertForEncoder, MMBertForTokenClassification
 
 __all__ = ["masked_mean", "MMFusion", "MMFusionSeparate", "MMFusionSeparateActionLocalization",
-           "MMFusionSeparateFullVideoBGRetrieval"]
+           "MMFusionSeparateFullVideoBGRetrieval", "MMFusionSeparateActionSegmentation"]
 
-VIDEO_ENCODER_CLASSES = {"MMBertForEncoder": MMBertForEncoder}
+VIDEO_ENCODER_CLASSES = {"MMBertForEncoder": MMBertForEncoder,
+                         "MMBertForTokenClassification": MMBertForTokenClassification}
 TEXT_ENCODER_CLASSES = {"BertModel": BertModel}
 # buffers that transformers rebuilds itself and never stores: absent from a checkpoint is fine
 _REBUILT_BUFFERS = ("position_ids", "token_type_ids")
@@ -113,6 +114,7 @@ class MMFusion(nn.Module):
                 f"model.num_hidden_video_layers = {self.num_hidden_video_layers} but {self.bert_name!r} has only "
                 f"{base_config.num_hidden_layers} layers")
         video_config.num_hidden_layers = self.num_hidden_video_layers
+        video_config.token_classes = int(setting(self.config, "model.num_labels"))
         return video_config
 
     def _load_video_encoder(self, video_cls: type, video_config: BertConfig) -> nn.Module:
@@ -123,7 +125,7 @@ class MMFusion(nn.Module):
             encoder, info = video_cls.from_pretrained(self.bert_name, config=video_config, output_loading_info=True)
         finally:
             hf_logging.set_verbosity(verbosity)
-        _check_loaded(info, ("videomlp.",), "video encoder", self.bert_name)
+        _check_loaded(info, tuple(video_cls.fresh_prefixes), "video encoder", self.bert_name)
         return encoder
 
     def _load_text_encoder(self, text_cls: type) -> nn.Module:
@@ -285,3 +287,31 @@ class MMFusionSeparateFullVideoBGRetrieval(_MMFusionSeparateWindows):
         caps, cmasks, vfeats, vmasks = self._squeeze_video(caps, cmasks, vfeats, vmasks)
         return {"pooled_video": self.forward_windows(vfeats, vmasks),
                 "pooled_text": self.forward_text(caps, cmasks)}
+
+
+@register("model")
+class MMFusionSeparateActionSegmentation(MMFusionSeparate):
+    """COIN action segmentation fine-tuning, one video per batch: the video encoder
+    (``model.video_encoder_cls: MMBertForTokenClassification``) classifies every second of every window.
+
+    Its checkpoint keys are those of :class:`MMFusionSeparate` plus ``video_encoder.classifier.*``; fine-tuning
+    starts from a VideoCLIP checkpoint without them (the fairseq adapter keeps the new classifier at its
+    initialisation and says so, see :meth:`new_head_prefixes`).
+    """
+
+    @staticmethod
+    def new_head_prefixes() -> tuple:
+        """Key prefixes that a pretrained (retrieval) checkpoint lacks and fine-tuning initialises."""
+        return ("video_encoder.classifier.",)
+
+    def forward(self, caps: torch.Tensor, cmasks: torch.Tensor, vfeats: torch.Tensor, vmasks: torch.Tensor,
+                attention_mask: Optional[torch.Tensor] = None, **kwargs: Any) -> dict:
+        """``caps [1, W, 4]``, ``cmasks [1, W, 4]``, ``vfeats [1, W, Lv, D]``, ``vmasks [1, W, Lv]`` (any leading
+        shape is flattened into the W windows) -> ``{"logits": [W, Lv, num_classes]}``, one row per window
+        position (padding included; its targets are ``-100``)."""
+        caps = caps.reshape(-1, caps.size(-1))
+        cmasks = cmasks.reshape(-1, cmasks.size(-1))
+        vfeats = vfeats.reshape(-1, vfeats.size(-2), vfeats.size(-1))
+        vmasks = vmasks.reshape(-1, vmasks.size(-1))
+        logits = self.forward_video(vfeats, vmasks, caps, cmasks, output_hidden_states=True)
+        return {"logits": logits[:, 1:vmasks.size(1) + 1]}

@@ -19,7 +19,11 @@ from transformers.models.bert.modeling_bert import BertEncoder, BertPooler
 
 from ..modules.mm import MMBertEmbeddings, VideoTokenMLP
 
-__all__ = ["additive_attention_mask", "MMBertModel", "MMBertForEncoder"]
+__all__ = ["additive_attention_mask", "MMBertModel", "MMBertForEncoder", "MMBertForTokenClassification",
+           "COIN_NUM_LABELS"]
+
+# COIN's 778 steps plus the background label 0: the original's fixed classifier width
+COIN_NUM_LABELS = 779
 
 
 def additive_attention_mask(mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -104,6 +108,9 @@ class MMBertForEncoder(BertPreTrainedModel):
     ``videomlp`` starts from ``_init_weights``.  ``cfg`` needs ``max_video_len``.
     """
 
+    # weights a BERT checkpoint does not hold (left at their initialisation by ``from_pretrained``)
+    fresh_prefixes = ("videomlp.",)
+
     def __init__(self, config) -> None:
         super().__init__(config)
         self.videomlp = VideoTokenMLP(config)
@@ -123,3 +130,37 @@ class MMBertForEncoder(BertPreTrainedModel):
         see :meth:`MMBertModel.forward`."""
         video_tokens = None if input_video_embeds is None else self.videomlp(input_video_embeds)
         return self.bert(input_ids, video_tokens, attention_mask, token_type_ids, output_hidden_states)
+
+
+class MMBertForTokenClassification(MMBertForEncoder):
+    """:class:`MMBertForEncoder` plus a per-token classifier ``Linear(H, num_classes)`` over the last hidden states
+    (a ``dropout`` module is declared, and not applied, as in the original): the video encoder of COIN action
+    segmentation fine-tuning.
+
+    ``num_classes`` is ``config.token_classes`` when the config has it (``model.num_labels`` of the run config),
+    else :data:`COIN_NUM_LABELS` (779), the original's fixed width.  Keys: those of :class:`MMBertForEncoder` plus
+    ``classifier.weight`` / ``classifier.bias``, as in the original.
+    """
+
+    fresh_prefixes = ("videomlp.", "classifier.")
+
+    def __init__(self, config) -> None:
+        super().__init__(config)
+        self.dropout = torch.nn.Dropout(config.hidden_dropout_prob)
+        self.classifier = torch.nn.Linear(config.hidden_size, int(getattr(config, "token_classes", None)
+                                                                  or COIN_NUM_LABELS))
+        self.post_init()
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        input_video_embeds: Optional[torch.Tensor],
+        attention_mask: Optional[torch.Tensor] = None,
+        token_type_ids: Optional[torch.Tensor] = None,
+        output_hidden_states: bool = False,
+    ) -> tuple:
+        """As :meth:`MMBertForEncoder.forward` -> ``(logits [B, Lv+2, num_classes],)``: the classifier over every
+        position's last hidden state.  The dropout the original declared is not applied before the classifier,
+        as in the original."""
+        hidden = super().forward(input_ids, input_video_embeds, attention_mask, token_type_ids)[0]
+        return (self.classifier(hidden),)

@@ -11,3 +11,6 @@ from .dsprocessor import (CrossTaskAligner, CrossTaskMetaProcessor, CrossTaskTex
 from .dedupprocessor import CaptionDedupProcessor, dedup_caption
 from .msrvtt import (MSRVTTMetaProcessor, MSRVTTQAAligner, MSRVTTQAMetaProcessor, MSRVTTQATextProcessor,
                      MSRVTTTextProcessor)
+from .coin import (COINActionSegmentationAligner, COINActionSegmentationMetaProcessor,
+                   COINActionSegmentationTextProcessor)
+from .didemo import DiDeMoAligner, DiDeMoMetaProcessor, DiDeMoTextProcessor

@@ -45,13 +45,18 @@ from tempclr.utils.safe_pickle import load_pickle
 
 from .crosstask_release import read_assignment, read_step_sequence, read_task_info, split_vids
 from .processor import SPLIT_PATH_KEYS, Aligner, MetaProcessor, TextProcessor, VideoProcessor, require_file
+from .windows import CROSSTASK_WINDOW, YOUCOOK_WINDOW, check_features, sliding_windows, window_config
 
 __all__ = ["CrossTaskMetaProcessor", "CrossTaskVideoProcessor", "CrossTaskTextProcessor", "CrossTaskAligner",
            "sliding_windows", "CrossTaskItem", "window_config", "CROSSTASK_WINDOW", "YOUCOOK_WINDOW",
            "check_features",
            "DSAligner", "YoucookMetaProcessor", "YoucookVideoProcessor", "YoucookFullVideoBGMetaProcessor",
            "YoucookFullVideoBGProcessor", "YoucookFullVideoBGTextProcessor", "YoucookFullVideoBGAligner",
-           "YoucookRecord", "read_youcook_records"]
+           "YoucookRecord", "read_youcook_records",
+           "COINActionSegmentationMetaProcessor", "COINActionSegmentationTextProcessor",
+           "COINActionSegmentationAligner", "MetaTextBinarizer", "DiDeMoMetaProcessor", "DiDeMoTextProcessor",
+           "DiDeMoAligner", "MSRVTTMetaProcessor", "MSRVTTTextProcessor", "MSRVTTQAMetaProcessor",
+           "MSRVTTQATextProcessor", "MSRVTTQAAligner"]
 
 # (task id, video id, step descriptions, K)
 CrossTaskItem = Tuple[str, str, List[str], int]
@@ -60,52 +65,6 @@ RELEASE_HOW = ("unpack the CrossTask release there (crosstask_release.zip of git
                "run `python scripts/make_demo_data.py` and use the demo release under data/demo/crosstask")
 FEATURES_HOW = ("extract one S3D feature file <vid>.npy per video there, or run "
                 "`python scripts/make_demo_data.py` and use data/demo/crosstask/features")
-
-
-def sliding_windows(video_len: int, stride: int = 16, size: int = 32) -> Tuple[np.ndarray, np.ndarray]:
-    """Window starts and lengths of the CrossTask aligner.
-
-    For ``ws = 0, stride, 2*stride, ...``: ``length = min(video_len - ws, size)``; the loop stops after the first
-    window with ``video_len - ws <= size`` (the window reaching the end).  Returns int64 ``starts [W]`` and
-    ``lengths [W]``; ``sum(lengths)`` is the number of rows of the model's ``logits [Σlen, K]``.
-    """
-    if video_len < 1:
-        raise ValueError(f"sliding_windows: the video has {video_len} seconds; it needs at least one")
-    if stride < 1 or size < 1:
-        raise ValueError(f"sliding_windows: sliding_window={stride} and sliding_window_size={size} must be >= 1")
-    starts, lengths = [], []
-    for start in range(0, video_len, stride):
-        starts.append(start)
-        lengths.append(min(video_len - start, size))
-        if video_len - start <= size:
-            break
-    return np.asarray(starts, dtype=np.int64), np.asarray(lengths, dtype=np.int64)
-
-
-# (dataset.sliding_window, dataset.sliding_window_size) when the config omits them: the original's defaults differ
-# by dataset, so they live here rather than in the config schema
-CROSSTASK_WINDOW = (16, 32)
-YOUCOOK_WINDOW = (16, 16)
-
-
-def window_config(config: Any, max_video_len: int, defaults: Tuple[int, int]) -> Tuple[int, int]:
-    """``(dataset.sliding_window, dataset.sliding_window_size)`` read from the ``dataset:`` section ``config``,
-    ``defaults`` (:data:`CROSSTASK_WINDOW` or :data:`YOUCOOK_WINDOW`) for those it omits; a window longer than
-    ``max_video_len`` is an error (``_build_video_seq`` would cut it silently)."""
-    stride = int(cfg_get(config, "sliding_window", defaults[0]))
-    size = int(cfg_get(config, "sliding_window_size", defaults[1]))
-    if size > max_video_len:
-        raise ValueError(f"dataset.sliding_window_size={size} exceeds dataset.max_video_len={max_video_len}: "
-                         "windows would be cut silently")
-    return stride, size
-
-
-def check_features(feature: np.ndarray, vfeat_dir: str, video_id: str) -> np.ndarray:
-    """``feature`` if it is ``[T, D]`` with ``T >= 1``, else a ``ValueError`` naming ``<vfeat_dir>/<id>.npy``."""
-    if feature.ndim != 2 or feature.shape[0] < 1:
-        raise ValueError(f"{os.path.join(vfeat_dir, video_id + '.npy')}: expected features [T, D] with T >= 1, "
-                         f"got shape {feature.shape}")
-    return feature
 
 
 def _required(config: Any, key: str) -> str:
@@ -560,9 +519,9 @@ class YoucookFullVideoBGAligner(Aligner):
                 "video_len": video_len}
 
 
+# MSR-VTT, MSR-VTT QA, COIN and DiDeMo live in their own modules; MMPT's module path keeps naming them
 from .msrvtt import (MSRVTTMetaProcessor, MSRVTTQAAligner, MSRVTTQAMetaProcessor,  # noqa: E402
                      MSRVTTQATextProcessor, MSRVTTTextProcessor)
-
-# re-exported under MMPT's module path
-__all__ += ["MSRVTTMetaProcessor", "MSRVTTTextProcessor", "MSRVTTQAMetaProcessor", "MSRVTTQATextProcessor",
-            "MSRVTTQAAligner"]
+from .coin import (COINActionSegmentationAligner, COINActionSegmentationMetaProcessor,  # noqa: E402
+                   COINActionSegmentationTextProcessor, MetaTextBinarizer)
+from .didemo import DiDeMoAligner, DiDeMoMetaProcessor, DiDeMoTextProcessor  # noqa: E402

@@ -14,6 +14,9 @@ Four groups:
 * the full-video retrieval metrics as the original computed them (``original_loop_clip``, ``original_loop_bg``,
   with ``original_recall`` and ``original_metrics``);
 * MSR-VTT clip retrieval and multiple-choice QA (``original_retrieval_metrics``, ``original_qa_accuracy``).
+* COIN action segmentation (``original_coin_merge_windows``, ``original_coin_zs_labels``,
+  ``original_coin_frame_acc``) and DiDeMo moment localisation (``original_didemo_rankings``,
+  ``original_didemo_eval``), the MMPT predictors' and metrics' loops.
 
 The original's defects are reproduced on purpose and named in each docstring, so that the compat code can be
 checked against them; where a test needs the fixed form too, a switch selects it (``column_one_sign``).  Only
@@ -22,6 +25,7 @@ numpy, torch and the standard library are imported here: nothing of the package 
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Sequence
 
 import numpy as np
@@ -45,6 +49,12 @@ __all__ = [
     "original_loop_bg",
     "original_retrieval_metrics",
     "original_qa_accuracy",
+    "original_coin_merge_windows",
+    "original_coin_zs_labels",
+    "original_coin_frame_acc",
+    "DIDEMO_SEGMENTS",
+    "original_didemo_rankings",
+    "original_didemo_eval",
 ]
 
 METRIC_NAMES = ["R1", "R5", "R10", "DTW-R1", "DTW-R5", "DTW-R10", "OTAM-R1", "OTAM-R5", "OTAM-R10"]
@@ -357,3 +367,99 @@ def original_qa_accuracy(video: torch.Tensor, text: torch.Tensor, answers: np.nd
     for predicted, answer in zip(chosen.tolist(), np.asarray(answers).tolist()):
         hits += int(predicted == answer)
     return hits / len(chosen)
+
+
+# COIN action segmentation (MMPT COINPredictor / COINZSPredictor / COINActionSegmentationMetric)
+# ----------------------------------------------------------------------------------------------------------------
+def original_coin_merge_windows(batch_logits: torch.Tensor, video_len: int, sliding_window: int,
+                                sliding_window_size: int) -> torch.Tensor:
+    """The windowed logits of one video ``[Σlen, C]`` (padding rows already removed) averaged per second ``[T, C]``:
+    the original's loop over the aligner's windows, a sum and a count per second, then one division."""
+    logits = torch.zeros((video_len, batch_logits.size(1)))
+    logits_counts = torch.zeros((video_len, 1), dtype=torch.long)
+    batch_logit_idx = 0
+    for window_start in range(0, video_len, sliding_window):
+        video_end = min(video_len - window_start, sliding_window_size)
+        logits[window_start: window_start + video_end] += batch_logits[batch_logit_idx: batch_logit_idx + video_end]
+        batch_logit_idx += video_end
+        logits_counts[window_start: window_start + video_end] += torch.ones((video_end, 1), dtype=torch.long)
+        if (video_len - window_start) <= sliding_window_size:
+            break
+    logits /= logits_counts
+    return logits
+
+
+def original_coin_zs_labels(logits: torch.Tensor, lbd: torch.Tensor) -> torch.Tensor:
+    """Zero-shot labels of ``logits [T, K]`` (seconds against step names): ``argmax + 1`` where the maximum exceeds
+    ``lbd``, else 0 (background)."""
+    logits_argmax = logits.argmax(dim=1) + 1
+    logits_max = logits.max(dim=1)[0]
+    pred = torch.zeros_like(logits_argmax)
+    label_select = logits_max > lbd
+    pred[label_select] = logits_argmax[label_select]
+    return pred
+
+
+def original_coin_frame_acc(outputs: np.ndarray, targets: np.ndarray) -> float:
+    """The original frame accuracy: ``1 - errors / frames`` with the errors counted by Python's ``sum``."""
+    n_errors = sum(outputs != targets)
+    n_frames = len(targets)
+    return 1.0 - float(n_errors) / n_frames
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# DiDeMo moment localisation (MMPT DiDeMoPredictor / DiDeMoMetric)
+# ----------------------------------------------------------------------------------------------------------------
+DIDEMO_SEGMENTS = [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (5, 5)] + [
+    (a, b) for a in range(6) for b in range(a + 1, 6)]
+
+
+def original_didemo_rankings(hidden_video: torch.Tensor, vmasks: torch.Tensor,
+                             pooled_text: torch.Tensor) -> list[list[tuple[int, int]]]:
+    """The original predictor's ``__call__`` on one batch: ``hidden_video [B, Lv + 2, H]`` (with ``[CLS]`` and
+    ``[SEP]``), ``vmasks [B, Lv]``, ``pooled_text [B, H]`` -> per description its moments best first.  Defects kept:
+    each moment is the plain mean of its positions, padding included; moments without a valid position are left
+    out of the ranking.  The sort is a stable descending one (the original's ``argsort`` left ties unordered)."""
+    hidden_video = hidden_video[:, 1:-1, :]
+    pooled_video = []
+    for s, e in DIDEMO_SEGMENTS:
+        pooled_video.append(torch.mean(hidden_video[:, int(s * 5):int((e + 1) * 5), :], dim=1, keepdim=True))
+    pooled_video = torch.cat(pooled_video, dim=1)
+    scores = torch.bmm(pooled_video, pooled_text.unsqueeze(-1)).squeeze(-1).cpu()
+    ranks = scores.argsort(dim=-1, descending=True, stable=True)
+    full_scores = []
+    for batch_idx, rank in enumerate(ranks):
+        rank_of_moment = []
+        for moment in rank:
+            s, e = DIDEMO_SEGMENTS[moment.item()]
+            if torch.any(vmasks[batch_idx, int(s * 5):int((e + 1) * 5)]):
+                rank_of_moment.append((s, e))
+        full_scores.append(rank_of_moment)
+    return full_scores
+
+
+def _didemo_iou(pred, gt) -> float:
+    intersection = max(0, min(pred[1], gt[1]) + 1 - max(pred[0], gt[0]))
+    union = max(pred[1], gt[1]) + 1 - min(pred[0], gt[0])
+    return float(intersection) / union
+
+
+def original_didemo_eval(segments: list, data: list) -> tuple[float, float, float]:
+    """The original metric: per description the mean of the 3 best ranks of its annotated moments found in the
+    ranking (``list.index``), the mean of the 3 best IoUs of the first moment; Rank@1, Rank@5, mean IoU.  Defect
+    kept: annotated moments missing from the ranking are skipped, and a description with none of them gets the
+    mean of nothing (NaN, with numpy's warning), which counts as a miss."""
+    average_ranks = []
+    average_iou = []
+    for s, d in zip(segments, data):
+        pred = s[0]
+        ious = [_didemo_iou(pred, t) for t in d["times"]]
+        average_iou.append(np.mean(np.sort(ious)[-3:]))
+        ranks = [s.index(tuple(t)) + 1 for t in d["times"] if tuple(t) in s]
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            average_ranks.append(np.mean(np.sort(ranks)[:3]))
+    rank1 = np.sum(np.array(average_ranks) <= 1) / float(len(average_ranks))
+    rank5 = np.sum(np.array(average_ranks) <= 5) / float(len(average_ranks))
+    miou = np.mean(average_iou)
+    return float(rank1), float(rank5), float(miou)

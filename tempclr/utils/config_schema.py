@@ -62,6 +62,8 @@ SCHEMA: Dict[str, Dict[str, Tuple[type, ...]]] = {
     "model": {
         "model_cls": STR, "mm_encoder_cls": STR, "video_encoder_cls": STR, "text_encoder_cls": STR,
         "num_hidden_video_layers": INT,
+        # COIN action segmentation: classifier width of MMBertForTokenClassification (steps + background)
+        "num_labels": INT,
     },
     "loss": {"loss_cls": STR},
     # TempCLR's sequence-alignment loss (tempclr.utils.alignment_settings.AlignmentSettings reads them)
@@ -86,7 +88,7 @@ DEFAULTS: Dict[str, Any] = {
     "dataset.sampled_video_min_len": 3, "dataset.sampled_video_max_len": 32,
     "dataset.n_train": 30,
     "model.num_hidden_video_layers": 6, "model.video_encoder_cls": "MMBertForEncoder",
-    "model.text_encoder_cls": "BertModel",
+    "model.text_encoder_cls": "BertModel", "model.num_labels": 779,
     "eval.save_path": ".",
     # alignment_loss_coeff is 0.7 for pretraining; CrossTask fine-tuning passes 0.12 as its own default
     "alignment.metric": "dtw", "alignment.total_sample_size": 32, "alignment.alignment_loss_coeff": 0.7,
