@@ -50,7 +50,7 @@ $(DEMO_CKPT): | setup demo-data
 # after `make demo`: write the MSR-VTT, MSR-VTT QA, COIN and DiDeMo demo sets, then one table of every zero-shot demo
 # benchmark (chance, untrained, demo checkpoint) and MSR-VTT / COIN fine-tuned from the demo checkpoint
 demo-benchmarks: setup demo-data $(DEMO_CKPT)
-	$(PY) scripts/make_demo_msrvtt.py
+	$(PY) scripts/make_demo_benchmarks.py
 	$(PY) scripts/demo_benchmarks_report.py
 
 # the default tier: unit tests and one short end-to-end run per path (a default-tier test over 10 s fails)

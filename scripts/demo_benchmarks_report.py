@@ -127,7 +127,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                                                    args.seed, loaded),
                        "pretrained": pretrained_checkpoint(loaded, config)}
         result = evaluate(config, checkpoints, name)
-        chance = metric_chance(result["metric"], result["outputs"]["pretrained"])
+        chance = metric_chance(result["metric"], result["outputs"]["pretrained"], result["dataset"])
         tuned = None
         if train is not None and not args.no_finetune:
             if os.path.isfile(os.path.join(ROOT, train)) and os.path.isfile(os.path.join(ROOT, test)):

@@ -55,15 +55,28 @@ def qa_chance(candidates: Sequence[Sequence[Any]], targets: Any) -> float:
     return float(np.mean(sizes / groups.shape[1]))
 
 
-def metric_chance(metric: Any, outputs: Mapping[str, Any]) -> Dict[str, float]:
+def metric_chance(metric: Any, outputs: Mapping[str, Any], dataset: Any = None) -> Dict[str, float]:
     """Chance of every metric of ``metric`` (a Metric instance) that has an exact one, from the predictor's
-    ``outputs``: retrieval recalls and median rank over the candidate videos, QA accuracy; ``{}`` for the others
-    (CrossTask's recall depends on the decoding of each video's steps, not on the set's sizes alone)."""
+    ``outputs`` (and, for COIN, the evaluated ``dataset``'s step count):
+
+    - retrieval: recalls ``min(k, N) / N`` and median rank ``(N + 1) / 2`` over the ``N`` candidate videos;
+    - QA: :func:`qa_chance`;
+    - COIN: a uniformly random label per second among background and the ``K`` steps: ``1 / (K + 1)`` for the
+      frame accuracies and the predicted background share, ``1 / K`` for ``step_acc`` (a random step), and the
+      annotated background share itself (a property of the set);
+    - ``{}`` for the others: CrossTask's recall depends on how each video's steps are decoded, DiDeMo's ranks on
+      how its annotators agree, not on the set's sizes alone.
+    """
     kind = type(metric).__name__
     if kind == "RetrievalMetric":
         return chance(metric.metric_names, int(np.asarray(outputs["outputs"]).shape[1]))
     if kind == "QAMetric":
         return {"acc": qa_chance(outputs["candidates"], outputs["targets"])}
+    if kind == "COINActionSegmentationMetric" and dataset is not None:
+        steps = len(dataset.meta_processor.text_labels)
+        targets = np.asarray(outputs["targets"]).reshape(-1)
+        return {"frame_acc": 1 / (steps + 1), "frame_acc_no_bg": 1 / (steps + 1), "pred_bg_share": 1 / (steps + 1),
+                "true_bg_share": float(np.mean(targets == 0)), "step_acc": 1 / steps}
     return {}
 
 
