@@ -24,6 +24,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--model-config", default=None,
                         help="training config giving the BERT and model size (default: config.yaml beside the "
                              "checkpoint when it exists, else the benchmark configs' own)")
+    parser.add_argument("--skip", nargs="+", default=[], metavar="NAME",
+                        help="benchmarks to leave out (" + ", ".join(b.name for b in _library.BENCHMARKS) + ")")
     args = parser.parse_args(argv)
     work_dir = args.work_dir or os.path.join("runs", "report",
                                              os.path.splitext(os.path.basename(args.checkpoint))[0])
@@ -32,7 +34,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         beside = os.path.join(os.path.dirname(os.path.abspath(args.checkpoint)), "config.yaml")
         model_config = beside if os.path.isfile(beside) else None
     print(f"model config: {model_config or '(the benchmark configs as written)'}")
-    report = run_report(args.checkpoint, args.data_root, work_dir, model_config)
+    report = run_report(args.checkpoint, args.data_root, work_dir, model_config, skip=args.skip)
     out = args.out or os.path.join(work_dir, "report.json")
     write_report(report, out)
     print(format_table(report))

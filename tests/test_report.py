@@ -114,3 +114,30 @@ def test_report_refuses_a_missing_data_root_before_writing(tmp_path, small_demo)
     with pytest.raises(FileNotFoundError, match="--data-root .*nowhere is not a folder"):
         report.main([checkpoint, "--data-root", str(tmp_path / "nowhere"), "--work-dir", str(tmp_path / "work")])
     assert not (tmp_path / "work").exists()
+
+
+def test_report_checks_every_present_benchmark_before_evaluating(vtt_root, small_demo, tmp_path):
+    """A malformed file of one present benchmark stops the report before any evaluation, naming the benchmark and
+    the loader's message; --skip leaves a benchmark out by name and refuses an unknown one."""
+    from tempclr_cli import report
+
+    base, good = vtt_root
+    root = tmp_path / "data"
+    (root / "msrvtt").mkdir(parents=True)
+    (root / "msrvtt" / "MSRVTT_JSFUSION_test.csv").write_text("key,video_id\nret0,video0\n")   # no sentence column
+    (root / "msrvtt-qa").mkdir()
+    os.symlink(good / "msrvtt-qa" / "MSR_MC_test.csv", root / "msrvtt-qa" / "MSR_MC_test.csv")
+    os.symlink(good / "feat", root / "feat")
+    train_config = model_config(tmp_path, small_demo)
+    checkpoint = random_checkpoint(tmp_path / "ckpt" / "checkpoint_untrained.pt", train_config)
+    work = tmp_path / "work"
+    argv = [checkpoint, "--data-root", str(root), "--work-dir", str(work), "--model-config", train_config]
+    with pytest.raises(ValueError, match=r"(?s)cannot be evaluated.*--skip NAME.*\nmsrvtt \(configs/videoclip/"
+                                         r"test_vtt_zs.yaml re-rooted as .*MSRVTT_JSFUSION_test.csv"):
+        report.main(argv)
+    assert not (work / "msrvtt_qa" / "eval").exists() and not (work / "report.json").exists()
+    with pytest.raises(ValueError, match="--skip msrvt: no such benchmark; valid: crosstask, youcook"):
+        report.main(argv + ["--skip", "msrvt"])
+    assert report.main(argv + ["--skip", "msrvtt"]) == 0
+    saved = json.loads((work / "report.json").read_text())
+    assert sorted(saved["evaluated"]) == ["msrvtt_qa"] and saved["skipped"]["msrvtt"] == "left out (--skip)"

@@ -13,6 +13,9 @@ and replaces
   a checkpoint of another size (the demo's) is built with its own architecture.
 
 A benchmark is skipped, and named with the first file it lacks, when one of its re-rooted paths does not exist.
+The test split of every other one is built before any evaluation; a benchmark whose data cannot be used (a
+malformed file, a split its settings leave empty) stops the report with one error naming them all (``skip`` leaves
+a benchmark out by name).
 The table puts our numbers (in percent, the median rank as is) beside the published VideoCLIP and TempCLR numbers
 of :mod:`tempclr.evaluators.published`, each with its source; the JSON holds everything.
 """
@@ -32,7 +35,8 @@ from tempclr.utils.fileio import write_json_atomic, write_text_atomic
 from tempclr.utils.load_config import recursive_config, rerooted_values
 from tempclr.utils.registry import lookup
 
-__all__ = ["Benchmark", "BENCHMARKS", "REPO_ROOT", "derived_config", "missing_file", "run_report", "format_table"]
+__all__ = ["Benchmark", "BENCHMARKS", "REPO_ROOT", "check_data", "derived_config", "missing_file", "run_report",
+           "format_table", "write_report"]
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA_PREFIX = "data"
@@ -121,19 +125,42 @@ def _number(value: Any) -> Optional[float]:
     return None if np.isnan(value) else value
 
 
+def check_data(config_path: str) -> None:
+    """Build the test split of ``config_path`` as the evaluation will (its meta processor reads and checks every
+    file): raises the loader's error naming the file, row or key when the data is not usable."""
+    from tempclr.evaluators.evaluate import build_dataloader
+    from tempclr.tasks.task import Task
+    from tempclr.utils.load_config import load_config
+
+    config = load_config(config_file=config_path)
+    build_dataloader(Task.config_task(config), config)
+
+
 def run_report(checkpoint: str, data_root: str, work_dir: str, model_config: Optional[str] = None,
-               configs_root: str = REPO_ROOT, benchmarks: Sequence[Benchmark] = BENCHMARKS) -> Dict[str, Any]:
-    """Evaluate ``checkpoint`` on every benchmark whose files are under ``data_root``; returns the report dict
-    (``evaluated``, ``skipped`` {name: reason}, ``rows`` of the table)."""
+               configs_root: str = REPO_ROOT, benchmarks: Sequence[Benchmark] = BENCHMARKS,
+               skip: Sequence[str] = ()) -> Dict[str, Any]:
+    """Evaluate ``checkpoint`` on every benchmark whose files are under ``data_root`` (except those named in
+    ``skip``); returns the report dict (``evaluated``, ``skipped`` {name: reason}, ``rows`` of the table).
+
+    Every present benchmark's test split is built first: when one fails (a malformed file, or a split left
+    empty by the config's settings), one error names every failing benchmark and its reason before anything is
+    evaluated (``skip`` leaves a benchmark out)."""
     if not os.path.isfile(checkpoint):
         raise FileNotFoundError(f"checkpoint {checkpoint} does not exist")
     if not os.path.isdir(data_root):
         raise FileNotFoundError(f"--data-root {data_root} is not a folder (laid out as data/ in the configs)")
     if model_config is not None and not os.path.isfile(model_config):
         raise FileNotFoundError(f"model config {model_config} does not exist")
+    names = [b.name for b in benchmarks]
+    unknown = [name for name in skip if name not in names]
+    if unknown:
+        raise ValueError(f"--skip {' '.join(unknown)}: no such benchmark; valid: {', '.join(names)}")
     plan, skipped = [], {}
     for benchmark in benchmarks:          # every absence is known before anything runs
         original = os.path.join(configs_root, benchmark.config)
+        if benchmark.name in skip:
+            skipped[benchmark.name] = "left out (--skip)"
+            continue
         if not os.path.isfile(original):
             skipped[benchmark.name] = f"config {benchmark.config} is not in this checkout"
             continue
@@ -141,11 +168,20 @@ def run_report(checkpoint: str, data_root: str, work_dir: str, model_config: Opt
         if missing is not None:
             skipped[benchmark.name] = f"missing {missing}"
         else:
-            plan.append(benchmark)
+            plan.append((benchmark, derived_config(benchmark, checkpoint, data_root, work_dir, model_config,
+                                                   configs_root)))
+    problems = []
+    for benchmark, path in plan:
+        try:
+            check_data(path)
+        except (ValueError, KeyError, FileNotFoundError) as error:
+            problems.append(f"{benchmark.name} ({benchmark.config} re-rooted as {path}): {error}")
+    if problems:
+        raise ValueError("the data of these benchmarks cannot be evaluated (fix it, or leave the benchmark out with "
+                         "--skip NAME):\n" + "\n".join(problems))
     evaluated: Dict[str, Any] = {}
     rows: List[Dict[str, Any]] = []
-    for benchmark in plan:
-        path = derived_config(benchmark, checkpoint, data_root, work_dir, model_config, configs_root)
+    for benchmark, path in plan:
         metrics = evaluate_checkpoints(path)[-1][1]
         names = _metric_names(path)
         evaluated[benchmark.name] = {"label": benchmark.label, "config": benchmark.config, "derived_config": path,
