@@ -226,6 +226,17 @@ class ExtractSummary:
     video_seconds: float = 0.0
     wall_seconds: float = 0.0
 
+    def fail(self, video: str, reason: str, bar, log: "Optional[_ErrorLog]") -> None:
+        """Record ``video`` as failed: the reason without a leading ``"<video>: "``, one line above the progress
+        ``bar`` (which advances), and a line in the error ``log`` when there is one."""
+        if reason.startswith(video + ": "):
+            reason = reason[len(video) + 2:]
+        self.failed[video] = reason
+        bar.write(f"failed: {video}: {reason}", file=sys.stderr)
+        if log is not None:
+            log.add(video, reason)
+        bar.update(1)
+
     def line(self) -> str:
         rate = self.video_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
         return (f"done {len(self.done)}, skipped {len(self.skipped)} (features exist), failed {len(self.failed)}; "
@@ -362,15 +373,8 @@ def extract_features(videos: Sequence[tuple[str, str]], model, batch_size: int =
                dynamic_ncols=True, file=sys.stderr)
 
     def fail(index: int, reason: str) -> None:
-        video = todo[index][0]
         parts.pop(index, None)
-        if reason.startswith(video + ": "):
-            reason = reason[len(video) + 2:]
-        summary.failed[video] = reason
-        bar.write(f"failed: {video}: {reason}", file=sys.stderr)
-        if log is not None:
-            log.add(video, reason)
-        bar.update(1)
+        summary.fail(todo[index][0], reason, bar, log)
 
     def finish(index: int, seconds: float) -> None:
         video, feature = todo[index]

@@ -243,16 +243,9 @@ def ray_extract_features(videos: Sequence[tuple[str, str]], s3d_checkpoint: str,
                dynamic_ncols=True, file=sys.stderr)
 
     def fail(index: int, reason: str) -> None:
-        video = todo[index][0]
         finished.add(index)
         parts.pop(index, None)
-        if reason.startswith(video + ": "):
-            reason = reason[len(video) + 2:]
-        summary.failed[video] = reason
-        bar.write(f"failed: {video}: {reason}", file=sys.stderr)
-        if log is not None:
-            log.add(video, reason)
-        bar.update(1)
+        summary.fail(todo[index][0], reason, bar, log)
 
     try:
         for row in dataset.iter_rows():
