@@ -23,17 +23,13 @@ import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch
 
 from tempclr.demo import pretrained_checkpoint
-from tempclr.evaluators import Evaluator
+from tempclr.demo.compare import evaluate, save_untrained
 from tempclr.evaluators.timeline import plot_timeline
 from tempclr.processors.crosstask_release import read_annotation
-from tempclr.tasks.task import Task
-from tempclr.utils.checkpoint import save_untrained_checkpoint
 from tempclr.utils.fileio import write_json_atomic
 from tempclr.utils.load_config import cfg_get, load_config
-from tempclr.evaluators.evaluate import build_dataloader
 
 DEFAULT_CONFIG = "configs/demo/test_crosstask_zs.yaml"
 
@@ -62,22 +58,12 @@ def main(argv=None) -> int:
 
     config = load_config(config_file=args.config)
     pretrained_path = pretrained_checkpoint(config, args.config)
-    task = Task.config_task(config)
-    dataloader = build_dataloader(task, config)
-    torch.manual_seed(args.seed)
-    model = task.build_model()
-    untrained_path = save_untrained_checkpoint(
-        model, os.path.join(args.out, "untrained", "checkpoint_untrained.pt"))
-    evaluator = Evaluator(config, dataloader)
-    results, outputs = {}, {}
-    for name, path in (("untrained", untrained_path), ("pretrained", pretrained_path)):
-        task.load_checkpoint(path)
-        outputs[name] = evaluator.predictor.predict_loop(model, dataloader, output_file=name)
-        results[name] = evaluator.metric.compute_metrics(**outputs[name])
-        print(f"== {name} model ({path})")
-        evaluator.metric.print_computed_metrics(results[name])
+    untrained_path = save_untrained(args.config, os.path.join(args.out, "untrained", "checkpoint_untrained.pt"),
+                                    args.seed, config)
+    evaluated = evaluate(args.config, {"untrained": untrained_path, "pretrained": pretrained_path})
+    results, outputs = evaluated["metrics"], evaluated["outputs"]
     n_videos = sum(len(v) for v in outputs["pretrained"]["targets"].values())
-    timelines = write_timelines(outputs["pretrained"], dataloader.dataset.meta_processor,
+    timelines = write_timelines(outputs["pretrained"], evaluated["dataset"].meta_processor,
                                 str(cfg_get(config, "dataset.annotation_path")),
                                 os.path.join(args.out, "timelines"), args.timelines)
     write_json_atomic(os.path.join(args.out, "report.json"),

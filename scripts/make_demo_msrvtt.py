@@ -1,6 +1,6 @@
 """Write the MSR-VTT / MSR-VTT-QA demo sets (tempclr/demo/msrvtt.py) from the demo world, for
 configs/demo/test_vtt_zs.yaml and configs/demo/test_vttqa_zs.yaml.  Not part of `make demo` (its data and time are
-unchanged); `make demo-benchmarks` runs it.
+unchanged); `make demo-benchmarks` writes this set with the others (scripts/make_demo_benchmarks.py).
 
 Usage: ``python scripts/make_demo_msrvtt.py [--out data/demo/msrvtt] [--seed 0] [--world-seed 0]``; the world seed
 must be the one data/demo was made with (its tiny BERT knows that world's words).

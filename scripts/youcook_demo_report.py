@@ -37,14 +37,13 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from tempclr.demo import pretrained_checkpoint  # noqa: E402
-from tempclr.evaluators import Evaluator  # noqa: E402
+from tempclr.demo.compare import ceiling, chance, evaluate  # noqa: E402
 from tempclr.evaluators.retrieval_plot import caption_average_scores, hard_dtw_path, plot_retrieval  # noqa: E402
 from tempclr.tasks.task import Task  # noqa: E402
 from tempclr.utils.checkpoint import save_untrained_checkpoint  # noqa: E402
 from tempclr.utils.fileio import write_json_atomic  # noqa: E402
 from tempclr.utils.load_config import load_config  # noqa: E402
 from tempclr.utils.registry import registered  # noqa: E402
-from tempclr.evaluators.evaluate import build_dataloader  # noqa: E402
 
 CLIP_CONFIG = "configs/demo/test_youcook_zs.yaml"
 FULLVIDEO_CONFIG = "configs/demo/test_youcook_fullvideo_zs.yaml"
@@ -53,33 +52,7 @@ MODELS = ("untrained", "pretrained")
 TOP = 5
 
 
-# ------------------------------------------------------------------------------------------ chance and ceiling
-
-
-def chance(metric_names: Sequence[str], n_candidates: int) -> Dict[str, float]:
-    """Expected value of each recall (``R<k>``, ``DTW-R<k>``, ...) and of ``MR`` for random scores."""
-    values = {}
-    for name in metric_names:
-        if name == "MR":
-            values[name] = (n_candidates + 1) / 2
-        elif name.split("-")[-1].startswith("R") and name.split("-")[-1][1:].isdigit():
-            values[name] = min(int(name.split("-")[-1][1:]), n_candidates) / n_candidates
-    return values
-
-
-def ceiling(query_keys: Sequence[Any], metric_names: Sequence[str]) -> Dict[str, float]:
-    """Upper bound on each recall in expectation when queries with the same key (identical text) cannot be told
-    apart: the mean over queries of ``min(k, g) / g``, ``g`` the number of queries sharing its key."""
-    counts: Dict[Any, int] = {}
-    for key in query_keys:
-        counts[key] = counts.get(key, 0) + 1
-    groups = np.array([counts[key] for key in query_keys], dtype=np.float64)
-    values = {}
-    for name in metric_names:
-        last = name.split("-")[-1]
-        if last.startswith("R") and last[1:].isdigit():
-            values[name] = float(np.mean(np.minimum(int(last[1:]), groups) / groups))
-    return values
+# ------------------------------------------------------------------------------------------ caption keys
 
 
 def video_caption_keys(texts: Sequence[str], video_ids: Sequence[str]) -> List[tuple]:
@@ -99,25 +72,7 @@ def bg_caption_keys(texts: Sequence[str], text_lengths: Sequence[int]) -> List[t
     return keys
 
 
-# ------------------------------------------------------------------------------------------ evaluation
-
-
-def evaluate(config_path: str, checkpoints: Dict[str, str], label: str) -> Dict[str, Any]:
-    """Evaluate each checkpoint with one config; returns ``{"outputs": {model: ...}, "metrics": {model: ...},
-    "metric": the Metric, "dataset": the test MMDataset}``."""
-    config = load_config(config_file=config_path)
-    task = Task.config_task(config)
-    dataloader = build_dataloader(task, config)
-    model = task.build_model()
-    evaluator = Evaluator(config, dataloader)
-    outputs, metrics = {}, {}
-    for name, path in checkpoints.items():
-        task.load_checkpoint(path)
-        outputs[name] = evaluator.predictor.predict_loop(model, dataloader, output_file=f"{label}_{name}")
-        metrics[name] = evaluator.metric.compute_metrics(**outputs[name])
-        print(f"== {label}, {name} model ({path})")
-        evaluator.metric.print_computed_metrics(metrics[name])
-    return {"outputs": outputs, "metrics": metrics, "metric": evaluator.metric, "dataset": task.test_data}
+# ------------------------------------------------------------------------------------------ table
 
 
 def table_rows(block: str, result: Dict[str, Any], chance_values: Dict[str, float],

@@ -17,7 +17,8 @@ from .distributed import get_rank
 from .fileio import write_text_atomic
 from .save_dir_lock import save_dir_locked
 
-__all__ = ["cfg_get", "recursive_config", "read_config", "load_config", "next_run_dir", "save_config_atomic"]
+__all__ = ["cfg_get", "recursive_config", "read_config", "load_config", "next_run_dir", "save_config_atomic",
+           "rerooted_values"]
 
 
 
@@ -120,3 +121,24 @@ def load_config(args: Any = None, config_file: Optional[str] = None, dryrun: boo
         with save_dir_locked(save_dir):
             save_config_atomic(config, os.path.join(save_dir, "config.yaml"))
     return config
+
+
+def rerooted_values(config: Any, prefix: str, root: str) -> DictConfig:
+    """The overrides that move every string value of ``config`` equal to ``prefix`` or starting with
+    ``prefix + "/"`` under ``root`` (nested like ``config``; empty when none does), e.g. ``data/demo/bert`` ->
+    ``<root>/bert`` for ``prefix="data/demo"``.  What ``tempclr-report`` and the demo benchmark report use to point
+    the configs of ``configs/`` at other folders."""
+    prefix = prefix.rstrip("/")
+
+    def walk(node: Any) -> Any:
+        out = {}
+        for key, value in node.items():
+            if OmegaConf.is_dict(value):
+                sub = walk(value)
+                if sub:
+                    out[str(key)] = sub
+            elif isinstance(value, str) and (value == prefix or value.startswith(prefix + "/")):
+                out[str(key)] = os.path.join(root, value[len(prefix):].lstrip("/")).rstrip("/")
+        return out
+
+    return OmegaConf.create(walk(config))
