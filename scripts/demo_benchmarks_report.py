@@ -38,7 +38,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from tempclr.demo import pretrained_checkpoint  # noqa: E402
 from tempclr.demo.compare import evaluate, metric_chance, save_untrained  # noqa: E402
 from tempclr.evaluators.evaluate import evaluate_checkpoints  # noqa: E402
-from tempclr.utils.fileio import write_json_atomic, write_text_atomic  # noqa: E402
+from tempclr.utils.fileio import numpy_to_json, write_json_atomic, write_text_atomic  # noqa: E402
 from tempclr.utils.load_config import load_config, recursive_config, rerooted_values  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -148,18 +148,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     print_table(rows)
     write_json_atomic(os.path.join(args.out, "report.json"),
                       {"rows": rows, "blocks": blocks, "skipped": skipped, "seconds": seconds},
-                      default=_json_default)
+                      default=numpy_to_json)
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to the report")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ from tempclr.demo.compare import ceiling, chance, evaluate  # noqa: E402
 from tempclr.evaluators.retrieval_plot import caption_average_scores, hard_dtw_path, plot_retrieval  # noqa: E402
 from tempclr.tasks.task import Task  # noqa: E402
 from tempclr.utils.checkpoint import save_untrained_checkpoint  # noqa: E402
-from tempclr.utils.fileio import write_json_atomic  # noqa: E402
+from tempclr.utils.fileio import numpy_to_json, write_json_atomic  # noqa: E402
 from tempclr.utils.load_config import load_config  # noqa: E402
 from tempclr.utils.registry import registered  # noqa: E402
 
@@ -176,16 +176,8 @@ def main(argv=None) -> int:
           + ", ".join(f"{name} {score:.3f}" for name, score in picture["top"]) + ")")
     write_json_atomic(os.path.join(args.out, "report.json"), {
         "checkpoints": checkpoints, "clips": n_clips, "videos": n_videos, "table": rows, "blocks": blocks,
-        "picture": {key: value for key, value in picture.items()}}, default=_json_default)
+        "picture": {key: value for key, value in picture.items()}}, default=numpy_to_json)
     return 0
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"cannot write {type(value).__name__} to the report")
 
 
 if __name__ == "__main__":

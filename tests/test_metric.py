@@ -107,7 +107,7 @@ def test_save_metrics_writes_valid_json(tmp_path):
     metric.save_metrics(str(path), values)
     assert json.loads(path.read_text()) == {"recall": 0.25, "A": 0.5, "per_video": [1, 2]}
     assert os.listdir(tmp_path) == ["metrics.json"]  # no temp file left behind
-    with pytest.raises(TypeError, match="not JSON serialisable"):
+    with pytest.raises(TypeError, match="type object cannot be written as JSON"):
         metric.save_metrics(str(path), {"recall": object()})
     assert json.loads(path.read_text())["recall"] == 0.25  # failed write kept the old file
     assert os.listdir(tmp_path) == ["metrics.json"]

@@ -10,21 +10,11 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 
-from tempclr.utils.fileio import write_json_atomic
+from tempclr.utils.fileio import numpy_to_json, write_json_atomic
 from tempclr.utils.load_config import cfg_get
 
 __all__ = ["Metric", "metric_compat", "METRIC_COMPAT_KEY", "METRIC_COMPAT_VALUES"]
-
-
-def _to_json(value: Any) -> Any:
-    """``json.dump`` default: numpy scalars and arrays to Python numbers and lists."""
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"metric value of type {type(value).__name__} is not JSON serialisable")
 
 
 class Metric(ABC):
@@ -54,7 +44,7 @@ class Metric(ABC):
 
     def save_metrics(self, fn: str, metrics: Mapping[str, Any]) -> None:
         """Write ``metrics`` to ``fn`` as JSON (numpy values converted), atomically via a temp file."""
-        write_json_atomic(fn, dict(metrics), default=_to_json)
+        write_json_atomic(fn, dict(metrics), default=numpy_to_json)
 
 
 

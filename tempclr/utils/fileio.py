@@ -184,6 +184,18 @@ def write_text_atomic(path: str, text: str) -> None:
         f.write(text)
 
 
+def numpy_to_json(value: Any) -> Any:
+    """``json.dump`` default: numpy scalars and arrays as Python numbers and lists; any other type is a
+    ``TypeError`` naming it."""
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"a value of type {type(value).__name__} cannot be written as JSON")
+
+
 def write_json_atomic(path: str, payload: Any, default: Callable[[Any], Any] | None = None) -> None:
     with atomic_path(path) as tmp, open_temp(tmp, "w", encoding="utf-8") as f:
         json.dump(payload, f, indent=2, default=default)
