@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from typing import Callable
 
 import numpy as np
 import torch
+
+from timing import best_time
 
 from tempclr.evaluators.coin import COINActionSegmentationMetric, _merge_windows
 from tempclr.evaluators.didemo import MOMENTS, DiDeMoMetric, ranked_moments
@@ -36,15 +36,6 @@ from tempclr.testing.original import original_coin_frame_acc, original_coin_merg
 
 COIN_VIDEOS = 2797
 DIDEMO_DESCRIPTIONS, DIDEMO_VIDEOS = 4021, 1004
-
-
-def best_time(fn: Callable[[], object], rounds: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def coin_case(seed: int = 0):

@@ -17,25 +17,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
-from typing import Callable
 
 import numpy as np
+
+from timing import best_time
 
 from tempclr.evaluators.metric import QAMetric, RetrievalMetric
 from tempclr.testing.original import original_retrieval_metrics
 
 ORIGINAL = {"eval": {"metric_compat": "original"}}
 N_RETRIEVAL, N_QA, N_CANDIDATES = 1000, 2990, 5
-
-
-def best_time(fn: Callable[[], object], rounds: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def qa_inputs(seed: int = 0) -> dict:

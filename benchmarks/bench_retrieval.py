@@ -22,11 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
-from typing import Callable
 
 import numpy as np
 import torch
+
+from timing import best_time
 
 from tempclr.evaluators.metric import FullVideoBGRetrievalMetric, FullVideoRetrievalMetric
 from tempclr.evaluators.fullvideo import ENGINES
@@ -52,15 +52,6 @@ def youcook_val_like(seed: int = 0) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-def best_time(fn: Callable[[], object], rounds: int) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(rounds):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
 def bench(kind: str, data: dict, rounds: int, skip_original: bool) -> dict:
     cls = FullVideoRetrievalMetric if kind == "clip" else FullVideoBGRetrievalMetric
     corrected = cls(None)
