@@ -1,5 +1,6 @@
 import contextlib
 import os
+import shutil
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -127,6 +128,14 @@ def make_small_demo(tmp_path_factory, name: str, n_train: int, youcook_per_task:
 def small_demo(tmp_path_factory):
     """A small demo data set (16 train / 16 val videos, shards of 8) built by the real generator."""
     return make_small_demo(tmp_path_factory, "small_demo", 16, 2)
+
+
+@pytest.fixture
+def demo_copy(tmp_path, small_demo):
+    """A private copy of the small demo data (16 train videos in shards of 8), safe to break."""
+    target = tmp_path / "demo"
+    shutil.copytree(small_demo, target)
+    return target
 
 
 def small_demo_config(tmp_path, data_dir, save_dir, extra: str = "", base: str = "configs/demo/how2.yaml") -> str:

@@ -6,7 +6,6 @@ import logging
 import os
 import pickle
 import re
-import shutil
 import sys
 
 import numpy as np
@@ -20,13 +19,6 @@ from tempclr_cli import check_data
 
 SHARD = "feat/feat_how2_s3d_shard"
 TEXT = "raw_caption_dedup.demo."
-
-
-@pytest.fixture
-def demo_copy(tmp_path, small_demo):
-    target = tmp_path / "demo"
-    shutil.copytree(small_demo, target)
-    return target
 
 
 def meta(demo, split="train"):

@@ -3,7 +3,6 @@ match, captions that end before they start or lie past the video, NaN/inf featur
 and ``check_data`` lists every problem of a broken copy of the demo data."""
 import pickle
 import re
-import shutil
 
 import numpy as np
 import pytest
@@ -18,14 +17,6 @@ from tempclr_cli import check_data
 
 SHARD = "feat/feat_how2_s3d_shard"
 TEXT = "raw_caption_dedup.demo."
-
-
-@pytest.fixture
-def demo_copy(tmp_path, small_demo):
-    """A private copy of the small demo data (16 train videos in shards of 8), safe to break."""
-    target = tmp_path / "demo"
-    shutil.copytree(small_demo, target)
-    return target
 
 
 def train_items(tmp_path, data):
